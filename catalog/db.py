@@ -1,0 +1,148 @@
+"""Engine and sessions from a URL; opening a catalog upgrades it to the newest schema."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from catalog.errors import CatalogError, CatalogLocked, CatalogNotFound, CatalogTooNew
+from catalog.settings import Settings
+from catalog.store import ImageStore
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "alembic"
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+def make_engine(url: str, busy_timeout_s: float = 10.0) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+        _sqlite_pragmas(engine, busy_timeout_s)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(engine: Engine, busy_timeout_s: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+        except Exception as exc:  # a locked file refuses the journal switch
+            if not is_locked_error(exc):
+                raise
+        cur.close()
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to head; refuse a catalog written by a newer slashcat."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    known = {s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}
+    current = current_revision(engine)
+    if current is not None and current not in known:
+        raise CatalogTooNew(
+            f"the catalog's schema ({current}) is newer than this slashcat knows; upgrade slashcat"
+        )
+    if current == head_revision():
+        return
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Catalog:
+    """An open catalog: the engine, a session factory and the image store."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        self.store = ImageStore(settings.images_dir)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and turns a lock into CatalogLocked."""
+        with translate_db_errors(), self.sessions() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def translate_db_errors() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        if is_locked_error(exc):
+            raise CatalogLocked(
+                "the catalog is locked by another process; try again when it has finished"
+            ) from exc
+        raise CatalogError(f"database error: {exc.orig}") from exc
+
+
+def open_catalog(settings: Settings, create: bool = True) -> Catalog:
+    """Open (and if `create`, make) the catalog named by settings, migrated to head."""
+    if settings.is_sqlite and not settings.db:
+        if not create and not (settings.home / "catalog.db").exists():
+            raise CatalogNotFound(
+                f"no catalog at {settings.home}; run 'slashcat init' or pass --home"
+            )
+        settings.home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.db_url, settings.busy_timeout_s)
+    try:
+        with translate_db_errors():
+            upgrade(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Catalog(settings, engine)
+
+
+def table_names(engine: Engine) -> list[str]:
+    return sorted(inspect(engine).get_table_names())

@@ -1,0 +1,38 @@
+"""Errors of the catalog. Every user-facing error of slashcat derives from SlashcatError."""
+
+
+class SlashcatError(Exception):
+    """A problem the user can fix; the CLI prints it as one line."""
+
+
+class CatalogError(SlashcatError):
+    """Something is wrong with the catalog itself."""
+
+
+class CatalogNotFound(CatalogError):
+    pass
+
+
+class CatalogTooNew(CatalogError):
+    pass
+
+
+class CatalogLocked(CatalogError):
+    pass
+
+
+class ImageRejected(SlashcatError):
+    """Bytes that are not a usable image. `reason` is a short stable code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class UnknownCategory(SlashcatError):
+    pass
+
+
+class InvalidInput(SlashcatError):
+    """A bad option value, path or file given by the user."""

@@ -1,0 +1,111 @@
+"""One settings object: defaults < config file < SLASHCAT_* environment < flags."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from catalog.errors import InvalidInput
+
+CONFIG_NAME = "slashcat.toml"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path("slashcat-data")
+    db: str = ""  # SQLAlchemy URL; empty means SQLite at <home>/catalog.db
+    verbose: bool = False
+    quiet: bool = False
+    busy_timeout_s: float = 10.0
+    max_pixels: int = 100_000_000
+    max_image_bytes: int = 50 * 1024 * 1024
+    min_image_side: int = 32
+    dedupe_threshold: int = 6
+    user_agent: str = "slashcat/0.1 (+https://github.com/slashcat/slashcat; catalog crawler)"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{(self.home / 'catalog.db').resolve()}"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    @classmethod
+    def load(
+        cls,
+        home: str | Path | None = None,
+        db: str | None = None,
+        env: Mapping[str, str] | None = None,
+        **flags: Any,
+    ) -> Settings:
+        env = os.environ if env is None else env
+        home_path = Path(home or env.get("SLASHCAT_HOME") or cls.home)
+        values: dict[str, Any] = {"home": home_path}
+        values.update(_read_config(home_path / CONFIG_NAME))
+        values.update(_from_env(env))
+        if home is not None:
+            values["home"] = Path(home)
+        if db:
+            values["db"] = db
+        values.update({k: v for k, v in flags.items() if v is not None})
+        return _build(values)
+
+
+def _field_types() -> dict[str, Any]:
+    return {f.name: f.type for f in fields(Settings) if f.name != "extra"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _field_types()[name]
+    try:
+        if kind == "Path":
+            return Path(value)
+        if kind == "bool":
+            return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+    except ValueError as exc:
+        raise InvalidInput(f"setting {name}: {value!r} is not a valid {kind}") from exc
+    return str(value)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInput(f"cannot read config {path}: {exc}") from exc
+    return dict(data.get("slashcat", data))
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out = {}
+    for name in _field_types():
+        key = f"SLASHCAT_{name.upper()}"
+        if key in env and name != "home":
+            out[name] = env[key]
+    return out
+
+
+def _build(values: dict[str, Any]) -> Settings:
+    known = _field_types()
+    typed = {k: _coerce(k, v) for k, v in values.items() if k in known}
+    extra = {k: v for k, v in values.items() if k not in known}
+    return replace(Settings(), **typed, extra=extra)

@@ -1,0 +1,40 @@
+"""Shared rich rendering: progress bars that library callbacks can drive."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from cli.state import AppState
+
+
+@contextlib.contextmanager
+def progress_bar(st: AppState, label: str) -> Iterator[Callable[[int, int], None]]:
+    """Yield an update(done, total) callback that draws one rich progress bar."""
+    if st.settings.quiet:
+        yield lambda done, total: None
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=st.err,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update

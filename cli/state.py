@@ -1,0 +1,68 @@
+"""What the global options give every command: settings, a console and the open catalog."""
+
+from __future__ import annotations
+
+import functools
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from catalog.db import Catalog, open_catalog
+from catalog.errors import SlashcatError
+from catalog.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    console: Console = field(default_factory=Console)
+    err: Console = field(default_factory=lambda: Console(stderr=True))
+    _catalog: Catalog | None = None
+
+    def catalog(self, create: bool = False) -> Catalog:
+        if self._catalog is None:
+            self._catalog = open_catalog(self.settings, create=create)
+        return self._catalog
+
+
+def state(ctx: typer.Context) -> AppState:
+    obj = ctx.find_root().obj
+    if obj is None:  # a command invoked without the callback (tests of a sub-app)
+        obj = ctx.find_root().obj = AppState(Settings.load())
+    return obj
+
+
+def fail(ctx: typer.Context, message: str, exc: BaseException | None = None) -> None:
+    st = state(ctx)
+    if exc is not None and st.settings.verbose:
+        st.err.print(traceback.format_exc(), markup=False, highlight=False)
+    st.err.print(f"[bold red]Error:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def user_errors(func: F) -> F:
+    """Turn domain errors into one red line and exit code 1 (a traceback only with --verbose)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs.get("ctx") or next(a for a in args if isinstance(a, typer.Context))
+        try:
+            return func(*args, **kwargs)
+        except SlashcatError as exc:
+            fail(ctx, str(exc), exc)
+        except KeyboardInterrupt:
+            state(ctx).err.print("[yellow]Interrupted; everything committed so far is kept.[/]")
+            raise typer.Exit(130) from None
+        finally:
+            cat = state(ctx)._catalog
+            if cat is not None:
+                cat.close()
+                state(ctx)._catalog = None
+
+    return wrapper  # type: ignore[return-value]
