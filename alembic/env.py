@@ -1,8 +1,8 @@
 """Alembic environment: slashcat passes an open connection; the alembic CLI passes a URL."""
 
-from alembic import context
 from sqlalchemy import create_engine
 
+from alembic import context
 from catalog.models import Base
 
 config = context.config

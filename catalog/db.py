@@ -72,8 +72,9 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine) -> None:
     """Bring the schema to head; refuse a catalog written by a newer slashcat."""
-    from alembic import command
     from alembic.script import ScriptDirectory
+
+    from alembic import command
 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     known = {s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}

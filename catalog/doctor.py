@@ -26,7 +26,8 @@ class DoctorReport:
     @property
     def problems(self) -> int:
         bad_integrity = self.integrity != "ok"
-        return len(self.orphan_files) + len(self.missing_files) + len(self.temp_files) + bad_integrity
+        files = len(self.orphan_files) + len(self.missing_files) + len(self.temp_files)
+        return files + bad_integrity
 
 
 def check(catalog: Catalog, repair: bool = False) -> DoctorReport:

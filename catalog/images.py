@@ -81,7 +81,7 @@ def _header_size(data: bytes) -> tuple[int, int]:
             return img.size
 
 
-def _open_checked(data: bytes, fmt: str, limits: Limits):  # type: ignore[no-untyped-def]
+def _open_checked(data: bytes, fmt: str, limits: Limits):
     """Read the header, refuse bombs and specks, then decode (reduced for JPEG) to catch damage."""
     from PIL import Image
 
@@ -92,7 +92,7 @@ def _open_checked(data: bytes, fmt: str, limits: Limits):  # type: ignore[no-unt
         except Image.DecompressionBombError as exc:
             raise ImageRejected("too-many-pixels", str(exc)) from exc
         except Exception as exc:
-            raise ImageRejected("corrupt", _short(exc)) from exc
+            raise ImageRejected(_reason(exc), _short(exc)) from exc
         width, height = img.size
         if width * height > limits.max_pixels:
             img.close()
@@ -109,9 +109,12 @@ def _open_checked(data: bytes, fmt: str, limits: Limits):  # type: ignore[no-unt
             img.load()
         except Exception as exc:
             img.close()
-            reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
-            raise ImageRejected(reason, _short(exc)) from exc
+            raise ImageRejected(_reason(exc), _short(exc)) from exc
     return img
+
+
+def _reason(exc: BaseException) -> str:
+    return "truncated" if "truncated" in str(exc).lower() else "corrupt"
 
 
 def _short(exc: BaseException) -> str:

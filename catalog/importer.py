@@ -67,7 +67,8 @@ def scan_csv(csv_path: Path) -> list[ImportEntry]:
             if len(row) < 2:
                 raise InvalidInput(f"{csv_path}: expected 'path,category', got {row!r}")
             rel = Path(row[0].strip())
-            entries.append(ImportEntry(base / rel, "file:" + rel.as_posix(), normalise_path(row[1])))
+            category = normalise_path(row[1])
+            entries.append(ImportEntry(base / rel, "file:" + rel.as_posix(), category))
     return entries
 
 
@@ -143,7 +144,7 @@ def import_images(
     return report
 
 
-def _import_one(session, catalog, store_id, entry, data, facts, report) -> None:  # type: ignore[no-untyped-def]
+def _import_one(session, catalog, store_id, entry, data, facts, report) -> None:
     if isinstance(facts, ImageRejected) and not data:
         report.rejected.append((str(entry.path), str(facts)))
         return

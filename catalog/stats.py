@@ -35,7 +35,7 @@ class CatalogStats:
 
 
 def catalog_stats(session: Session) -> CatalogStats:
-    def count(query) -> int:  # type: ignore[no-untyped-def]
+    def count(query) -> int:
         return session.scalar(query) or 0
 
     per_store = session.execute(

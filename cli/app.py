@@ -31,7 +31,9 @@ def main_options(
         None, "--db", envvar="SLASHCAT_DB", help="SQLAlchemy URL of the catalog "
         "\\[default: SQLite at HOME/catalog.db].", show_default=False,
     ),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail; tracebacks on error."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="More detail; tracebacks on error."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and results."),
 ) -> None:
     """Global options come before the command."""

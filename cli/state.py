@@ -6,14 +6,16 @@ import functools
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from catalog.db import Catalog, open_catalog
 from catalog.errors import SlashcatError
 from catalog.settings import Settings
+
+if TYPE_CHECKING:
+    from catalog.db import Catalog
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,6 +29,8 @@ class AppState:
 
     def catalog(self, create: bool = False) -> Catalog:
         if self._catalog is None:
+            from catalog.db import open_catalog  # SQLAlchemy loads only when a command needs it
+
             self._catalog = open_catalog(self.settings, create=create)
         return self._catalog
 

@@ -166,7 +166,9 @@ def categories_map(
         raise typer.BadParameter("both paths must name a category")
     with st.catalog().session() as session:
         changed = apply_mapping(session, path, target, store)
-    st.console.print(f"Mapped [bold]{path}[/] → [bold]{target}[/]; {changed:,} products relabelled.")
+    st.console.print(
+        f"Mapped [bold]{path}[/] → [bold]{target}[/]; {changed:,} products relabelled."
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,112 @@
+"""`slashcat import`: a folder of category sub-folders (or a CSV), with every kind of bad file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from catalog.importer import import_images
+from catalog.labels import current_labels
+from catalog.models import Image, Product, ProductImage
+
+from conftest import jpeg_bytes
+from test_images import png_bomb
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "photos"
+    (root / "Shoes").mkdir(parents=True)
+    (root / "Bags").mkdir()
+    (root / "Apparel" / "Topwear").mkdir(parents=True)
+    for i in range(3):
+        (root / "Shoes" / f"shoe{i}.jpg").write_bytes(jpeg_bytes((64, 64), seed=i))
+        (root / "Bags" / f"bag{i}.png").write_bytes(jpeg_bytes((64, 48), seed=10 + i, fmt="PNG"))
+    (root / "Apparel" / "Topwear" / "tee.webp").write_bytes(jpeg_bytes(seed=20, fmt="WEBP"))
+    # The same bytes under another name: a second product sharing one image.
+    (root / "Bags" / "bag0-copy.png").write_bytes((root / "Bags" / "bag0.png").read_bytes())
+    bad = root / "Shoes"
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "truncated.jpg").write_bytes(jpeg_bytes((200, 200), seed=5)[:2000])
+    (bad / "page.jpg").write_bytes(b"<html><body>404 Not Found</body></html>")
+    (bad / "bomb.png").write_bytes(png_bomb())
+    outside = tmp_path / "secret.jpg"
+    outside.write_bytes(jpeg_bytes(seed=99))
+    os.symlink(outside, bad / "link.jpg")
+    (root / "notes.txt").write_text("not an image, not even considered")
+    return root
+
+
+EXPECTED_REJECTIONS = {
+    "empty.jpg": "empty",
+    "truncated.jpg": "truncated",
+    "page.jpg": "not-an-image",
+    "bomb.png": "too-many-pixels",
+    "link.jpg": "outside-folder",
+}
+
+
+def test_import_folder_lands_good_files_and_reports_bad(catalog, photo_folder: Path) -> None:
+    report = import_images(catalog, photo_folder, store_name="photos", workers=2)
+    assert report.files == 13
+    assert report.products_new == 8
+    assert report.images_new == 7
+    assert report.images_duplicate == 1
+    reasons = {Path(p).name: r.split(":")[0] for p, r in report.rejected}
+    assert reasons == EXPECTED_REJECTIONS
+    with catalog.session() as s:
+        assert s.scalar(select(func.count(Product.id))) == 8
+        assert s.scalar(select(func.count(Image.id))) == 7
+        assert s.scalar(select(func.count(ProductImage.id))) == 8
+        labels = {lab.category for lab in current_labels(s)}
+        assert labels == {"Shoes", "Bags", "Apparel > Topwear"}
+        for image in s.scalars(select(Image)):
+            assert (catalog.settings.home / image.path).is_file()
+
+
+def test_second_import_adds_nothing(catalog, photo_folder: Path) -> None:
+    import_images(catalog, photo_folder, store_name="photos", workers=1)
+    again = import_images(catalog, photo_folder, store_name="photos", workers=1)
+    assert (again.products_new, again.images_new, again.images_duplicate) == (0, 0, 0)
+    assert again.products_unchanged == 8
+    with catalog.session() as s:
+        assert s.scalar(select(func.count(Product.id))) == 8
+        assert sum(1 for _ in current_labels(s)) == 8
+
+
+def test_import_csv(catalog, tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    rows = ["path,category"]
+    for i in range(4):
+        name = f"img/p{i}.jpg"
+        (tmp_path / name).write_bytes(jpeg_bytes(seed=30 + i))
+        rows.append(f"{name},{'Watches' if i % 2 else 'Belts'}")
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    report = import_images(catalog, csv_path, workers=1)
+    assert (report.store, report.products_new, len(report.rejected)) == ("labels", 4, 0)
+    with catalog.session() as s:
+        assert sorted(lab.category for lab in current_labels(s)) == [
+            "Belts", "Belts", "Watches", "Watches"]
+
+
+def test_cli_import_and_stats(cli, photo_folder: Path) -> None:
+    result = cli("import", str(photo_folder), "--store-name", "photos")
+    assert result.exit_code == 0, result.output
+    assert "products new 8" in result.output
+    assert "rejected 5" in result.output
+    assert "outside-folder" in result.output
+    stats = cli("stats")
+    assert stats.exit_code == 0
+    assert "photos" in stats.output
+    assert "8 (store 8)" in stats.output
+
+
+def test_cli_import_missing_folder(cli, tmp_path: Path) -> None:
+    result = cli("import", str(tmp_path / "nope"))
+    assert result.exit_code == 1
+    assert "does not exist" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,34 @@
+"""Settings precedence: defaults < config file < SLASHCAT_* environment < flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from catalog.errors import InvalidInput
+from catalog.settings import Settings
+
+
+def test_defaults(tmp_path: Path) -> None:
+    s = Settings.load(home=tmp_path, env={})
+    assert s.db_url == f"sqlite:///{(tmp_path / 'catalog.db').resolve()}"
+    assert s.max_pixels == 100_000_000
+
+
+def test_precedence(tmp_path: Path) -> None:
+    (tmp_path / "slashcat.toml").write_text("[slashcat]\nmin_image_side = 10\nmax_pixels = 5\n")
+    env = {"SLASHCAT_MAX_PIXELS": "7", "SLASHCAT_HOME": "/elsewhere"}
+    s = Settings.load(home=tmp_path, env=env, busy_timeout_s=2.5)
+    assert (s.min_image_side, s.max_pixels, s.busy_timeout_s) == (10, 7, 2.5)
+    assert s.home == tmp_path
+
+
+def test_home_and_db_from_environment(tmp_path: Path) -> None:
+    s = Settings.load(env={"SLASHCAT_HOME": str(tmp_path), "SLASHCAT_DB": "sqlite:///x.db"})
+    assert s.home == tmp_path and s.db_url == "sqlite:///x.db"
+
+
+def test_bad_value_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="max_pixels"):
+        Settings.load(home=tmp_path, env={"SLASHCAT_MAX_PIXELS": "lots"})
