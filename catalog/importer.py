@@ -9,13 +9,16 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from catalog.categories import SEPARATOR, normalise_path
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from catalog.categories import mapped_category, normalise_path
 from catalog.db import Catalog
 from catalog.errors import ImageRejected, InvalidInput
+from catalog.hashing import to_signed
 from catalog.images import ImageFacts, Limits, inspect_image
-from catalog.ingest import get_or_create_store, ingest_image, link_image, upsert_product
-from catalog.labels import set_store_label
-from catalog.models import CrawlRun, utcnow
+from catalog.ingest import get_or_create_store
+from catalog.models import CrawlRun, Image, Label, Product, ProductImage, utcnow
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif"}
 BATCH = 256
@@ -132,41 +135,143 @@ def import_images(
         session.flush()
         store_id, report.run_id = store.id, run.id
     results = _checked(entries, root, limits, workers or min(os.cpu_count() or 1, 4))
+    categories: dict[str, int] = {}
     for start in range(0, len(entries), BATCH):
         chunk = entries[start : start + BATCH]
+        checked = [(entry, *next(results)) for entry in chunk]
         with catalog.session() as session:
-            for entry in chunk:
-                data, facts = next(results)
-                _import_one(session, catalog, store_id, entry, data, facts, report)
+            _import_batch(session, catalog, store_id, checked, categories, report)
         if progress:
             progress(min(start + BATCH, len(entries)), len(entries))
     _finish_run(catalog, report)
     return report
 
 
-def _import_one(session, catalog, store_id, entry, data, facts, report) -> None:
-    if isinstance(facts, ImageRejected) and not data:
-        report.rejected.append((str(entry.path), str(facts)))
+Checked = tuple[ImportEntry, bytes, ImageFacts | ImageRejected]
+
+
+def _import_batch(
+    session: Session,
+    catalog: Catalog,
+    store_id: int,
+    checked: list[Checked],
+    categories: dict[str, int],
+    report: ImportReport,
+) -> None:
+    """One batch in a few set-based queries (not a handful per file)."""
+    good: list[tuple[ImportEntry, ImageFacts]] = []
+    for entry, _data, facts in checked:
+        if isinstance(facts, ImageRejected):
+            report.rejected.append((str(entry.path), str(facts)))
+        else:
+            good.append((entry, facts))
+    if not good:
         return
-    outcome = ingest_image(session, catalog.store, data, facts=facts)
-    if outcome.status == "rejected":
-        report.rejected.append((str(entry.path), outcome.reason or "rejected"))
-        return
-    title = entry.path.stem
-    product, status = upsert_product(
-        session, store_id, entry.key, external_id=entry.key[5:], title=title,
-        category_path=entry.category,
+    image_ids, new_images = _store_images(session, catalog, checked)
+    product_ids = _upsert_products(session, store_id, [e for e, _ in good], report)
+    _store_labels(session, store_id, good, product_ids, categories)
+    pairs = [(product_ids[e.key], image_ids[f.sha256], e.key) for e, f in good]
+    links = _link(session, pairs)
+    report.images_new += new_images
+    # Each new link beyond one per new image shares bytes already stored: a duplicate.
+    report.images_duplicate += links - new_images
+
+
+def _store_images(
+    session: Session, catalog: Catalog, checked: list[Checked]
+) -> tuple[dict[str, int], int]:
+    facts_by_sha = {f.sha256: (d, f) for _e, d, f in checked if isinstance(f, ImageFacts)}
+    query = select(Image.sha256, Image.id).where(Image.sha256.in_(facts_by_sha))
+    known = {sha for sha, _id in session.execute(query)}
+    rows = []
+    for sha, (data, facts) in facts_by_sha.items():
+        if sha in known:
+            continue
+        rel = catalog.store.put(data, facts.ext, sha, durable=False)
+        rows.append(_image_row(facts, rel))
+    if rows:
+        catalog.store.sync()  # files are durable before their rows commit
+        session.execute(insert(Image), rows)
+    return {sha: image_id for sha, image_id in session.execute(query)}, len(rows)
+
+
+def _image_row(facts: ImageFacts, rel: str) -> dict[str, object]:
+    return {
+        "sha256": facts.sha256, "path": rel, "format": facts.format, "width": facts.width,
+        "height": facts.height, "size_bytes": facts.size_bytes,
+        "phash": to_signed(facts.phash), "dhash": to_signed(facts.dhash),
+        "is_canonical": True, "created_at": utcnow(),
+    }
+
+
+def _upsert_products(
+    session: Session, store_id: int, entries: list[ImportEntry], report: ImportReport
+) -> dict[str, int]:
+    keys = [e.key for e in entries]
+    in_store = (Product.store_id == store_id) & Product.url.in_(keys)
+    known = set(session.scalars(select(Product.url).where(in_store)))
+    now = utcnow()
+    rows = [
+        {"store_id": store_id, "url": e.key, "external_id": e.key[5:], "title": e.path.stem,
+         "category_path": e.category, "first_seen": now, "last_seen": now}
+        for e in {e.key: e for e in entries if e.key not in known}.values()
+    ]
+    if rows:
+        session.execute(insert(Product), rows)
+    if known:
+        session.execute(
+            update(Product).where(Product.store_id == store_id, Product.url.in_(known))
+            .values(last_seen=now)
+        )
+    report.products_new += len(rows)
+    report.products_unchanged += len(known)
+    return dict(session.execute(select(Product.url, Product.id).where(in_store)).all())
+
+
+def _store_labels(
+    session: Session,
+    store_id: int,
+    good: list[tuple[ImportEntry, ImageFacts]],
+    product_ids: dict[str, int],
+    categories: dict[str, int],
+) -> None:
+    wanted: dict[int, int] = {}
+    for entry, _facts in good:
+        if entry.category is not None:
+            if entry.category not in categories:
+                categories[entry.category] = mapped_category(session, store_id, entry.category).id
+            wanted[product_ids[entry.key]] = categories[entry.category]
+    last: dict[int, int | None] = {}
+    for pid, cid in session.execute(
+        select(Label.product_id, Label.category_id)
+        .where(Label.source == "store", Label.product_id.in_(wanted))
+        .order_by(Label.id)
+    ):
+        last[pid] = cid
+    rows = [
+        {"product_id": pid, "category_id": cid, "source": "store", "created_at": utcnow()}
+        for pid, cid in wanted.items()
+        if last.get(pid) != cid
+    ]
+    if rows:
+        session.execute(insert(Label), rows)
+
+
+def _link(session: Session, pairs: list[tuple[int, int, str]]) -> int:
+    """Attach images to products; returns how many links were new."""
+    query = select(ProductImage.product_id, ProductImage.image_id).where(
+        ProductImage.product_id.in_({p for p, _i, _u in pairs})
     )
-    set_store_label(session, product, entry.category)
-    linked = link_image(session, product.id, outcome.image.id, entry.key)
-    if status == "new":
-        report.products_new += 1
-    else:
-        report.products_unchanged += 1
-    if outcome.status == "new":
-        report.images_new += 1
-    elif linked:
-        report.images_duplicate += 1
+    known: set[tuple[int, int]] = {(p, i) for p, i in session.execute(query)}
+    rows = []
+    for product_id, image_id, url in pairs:
+        if (product_id, image_id) not in known:
+            known.add((product_id, image_id))
+            rows.append({"product_id": product_id, "image_id": image_id, "source_url": url,
+                         "position": 0})
+    if rows:
+        session.execute(insert(ProductImage), rows)
+    return len(rows)
 
 
 def _finish_run(catalog: Catalog, report: ImportReport) -> None:
@@ -180,4 +285,4 @@ def _finish_run(catalog: Catalog, report: ImportReport) -> None:
         run.images_rejected = len(report.rejected)
 
 
-__all__ = ["SEPARATOR", "ImportReport", "import_images", "scan_csv", "scan_folder"]
+__all__ = ["ImportReport", "import_images", "scan_csv", "scan_folder"]

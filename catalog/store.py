@@ -26,8 +26,11 @@ class ImageStore:
     def path(self, relpath: str) -> Path:
         return self.root.parent / relpath
 
-    def put(self, data: bytes, ext: str, sha256: str | None = None) -> str:
-        """Store bytes once; the same bytes again are a no-op. Returns the relative path."""
+    def put(self, data: bytes, ext: str, sha256: str | None = None, durable: bool = True) -> str:
+        """Store bytes once; the same bytes again are a no-op. Returns the relative path.
+
+        With durable=False the caller must call sync() before committing rows that name the file.
+        """
         sha256 = sha256 or sha256_hex(data)
         rel = self.relpath(sha256, ext)
         target = self.path(rel)
@@ -38,13 +41,19 @@ class ImageStore:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return rel
+
+    @staticmethod
+    def sync() -> None:
+        """Flush written files to disk (one call for a whole batch instead of one per file)."""
+        os.sync()
 
     def files(self) -> Iterator[Path]:
         """Every stored file (temp files included) below the root."""
