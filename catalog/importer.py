@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -19,6 +20,7 @@ from catalog.hashing import to_signed
 from catalog.images import ImageFacts, Limits, inspect_image
 from catalog.ingest import get_or_create_store
 from catalog.models import CrawlRun, Image, Label, Product, ProductImage, utcnow
+from catalog.store import ImageStore
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif"}
 BATCH = 256
@@ -89,27 +91,34 @@ def read_checked(entry: ImportEntry, root: Path, limits: Limits) -> tuple[bytes,
     return data, inspect_image(data, limits)
 
 
-def _check_worker(
-    args: tuple[ImportEntry, Path, Limits],
-) -> tuple[bytes, ImageFacts | ImageRejected]:
-    entry, root, limits = args
+@functools.cache
+def _store_at(root: Path) -> ImageStore:
+    """One store per worker process, so its cache of made folders lasts across files."""
+    return ImageStore(root)
+
+
+def _check_and_store(args: tuple[ImportEntry, Path, Limits, Path]) -> ImageFacts | ImageRejected:
+    """Runs in a worker: read, inspect and write the file to the store (not yet synced)."""
+    entry, root, limits, store_root = args
     try:
-        return read_checked(entry, root, limits)
+        data, facts = read_checked(entry, root, limits)
+        _store_at(store_root).put(data, facts.ext, facts.sha256, durable=False)
+        return facts
     except ImageRejected as exc:
-        return b"", exc
+        return exc
     except OSError as exc:
-        return b"", ImageRejected("unreadable", str(exc)[:160])
+        return ImageRejected("unreadable", str(exc)[:160])
 
 
 def _checked(
-    entries: list[ImportEntry], root: Path, limits: Limits, workers: int
-) -> Iterator[tuple[bytes, ImageFacts | ImageRejected]]:
-    jobs = [(e, root, limits) for e in entries]
+    entries: list[ImportEntry], root: Path, limits: Limits, store_root: Path, workers: int
+) -> Iterator[ImageFacts | ImageRejected]:
+    jobs = [(e, root, limits, store_root) for e in entries]
     if workers <= 1 or len(entries) < 64:
-        yield from map(_check_worker, jobs)
+        yield from map(_check_and_store, jobs)
         return
     with ProcessPoolExecutor(workers) as pool:
-        yield from pool.map(_check_worker, jobs, chunksize=32)
+        yield from pool.map(_check_and_store, jobs, chunksize=32)
 
 
 def import_images(
@@ -134,11 +143,12 @@ def import_images(
         session.add(run)
         session.flush()
         store_id, report.run_id = store.id, run.id
-    results = _checked(entries, root, limits, workers or min(os.cpu_count() or 1, 4))
+    n_workers = workers or min(os.cpu_count() or 1, 4)
+    results = _checked(entries, root, limits, catalog.store.root, n_workers)
     categories: dict[str, int] = {}
     for start in range(0, len(entries), BATCH):
         chunk = entries[start : start + BATCH]
-        checked = [(entry, *next(results)) for entry in chunk]
+        checked = [(entry, next(results)) for entry in chunk]
         with catalog.session() as session:
             _import_batch(session, catalog, store_id, checked, categories, report)
         if progress:
@@ -147,7 +157,7 @@ def import_images(
     return report
 
 
-Checked = tuple[ImportEntry, bytes, ImageFacts | ImageRejected]
+Checked = tuple[ImportEntry, ImageFacts | ImageRejected]
 
 
 def _import_batch(
@@ -160,7 +170,7 @@ def _import_batch(
 ) -> None:
     """One batch in a few set-based queries (not a handful per file)."""
     good: list[tuple[ImportEntry, ImageFacts]] = []
-    for entry, _data, facts in checked:
+    for entry, facts in checked:
         if isinstance(facts, ImageRejected):
             report.rejected.append((str(entry.path), str(facts)))
         else:
@@ -180,15 +190,14 @@ def _import_batch(
 def _store_images(
     session: Session, catalog: Catalog, checked: list[Checked]
 ) -> tuple[dict[str, int], int]:
-    facts_by_sha = {f.sha256: (d, f) for _e, d, f in checked if isinstance(f, ImageFacts)}
+    facts_by_sha = {f.sha256: f for _e, f in checked if isinstance(f, ImageFacts)}
     query = select(Image.sha256, Image.id).where(Image.sha256.in_(facts_by_sha))
     known = {sha for sha, _id in session.execute(query)}
-    rows = []
-    for sha, (data, facts) in facts_by_sha.items():
-        if sha in known:
-            continue
-        rel = catalog.store.put(data, facts.ext, sha, durable=False)
-        rows.append(_image_row(facts, rel))
+    rows = [
+        _image_row(facts, catalog.store.relpath(sha, facts.ext))
+        for sha, facts in facts_by_sha.items()
+        if sha not in known
+    ]
     if rows:
         catalog.store.sync()  # files are durable before their rows commit
         session.execute(insert(Image), rows)

@@ -18,6 +18,7 @@ def sha256_hex(data: bytes) -> str:
 class ImageStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._made: set[Path] = set()  # folders known to exist; mkdir is slow on some filesystems
 
     def relpath(self, sha256: str, ext: str) -> str:
         """The path relative to the home folder, as kept in the catalog."""
@@ -36,7 +37,9 @@ class ImageStore:
         target = self.path(rel)
         if target.exists() and target.stat().st_size == len(data):
             return rel
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(target.parent)
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as fh:

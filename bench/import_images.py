@@ -1,0 +1,94 @@
+"""Import the shared fashion photos (grouped by subCategory) into a fresh catalog.
+
+Prints the median wall time of `import_images` over repeats beside an anchor measured in the
+same run: a plain single-process loop that reads, fully decodes (Pillow) and sha256-hashes each
+file, the least work any importer must do.
+
+    .venv/bin/python bench/import_images.py [--repeats 3] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from catalog.db import open_catalog
+from catalog.importer import import_images
+from catalog.settings import Settings
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fashion-products"
+
+
+def build_folder(out: Path) -> int:
+    """Hard-link (or copy) each photo into <out>/<subCategory>/."""
+    n = 0
+    with (SHARED / "products.csv").open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            src = SHARED / "images" / f"{row['id']}.jpg"
+            if not src.exists():
+                continue
+            dest = out / row["subCategory"] / src.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                dest.hardlink_to(src)
+            except OSError:
+                shutil.copy(src, dest)
+            n += 1
+    return n
+
+
+def anchor(folder: Path) -> float:
+    started = time.perf_counter()
+    for p in folder.rglob("*.jpg"):
+        data = p.read_bytes()
+        hashlib.sha256(data).hexdigest()
+        with Image.open(p) as img:
+            img.load()
+    return time.perf_counter() - started
+
+
+def run_import(folder: Path, workers: int | None) -> tuple[float, str]:
+    with tempfile.TemporaryDirectory() as home:
+        cat = open_catalog(Settings.load(home=home, env={}))
+        started = time.perf_counter()
+        report = import_images(cat, folder, "fashion", workers)
+        elapsed = time.perf_counter() - started
+        cat.close()
+    summary = (f"products {report.products_new}, images {report.images_new}, "
+               f"duplicates {report.images_duplicate}, rejected {len(report.rejected)}")
+    return elapsed, summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "by-subcategory"
+        n = build_folder(folder)
+        times, summary = [], ""
+        anchors = []
+        for _ in range(args.repeats):
+            elapsed, summary = run_import(folder, args.workers)
+            times.append(elapsed)
+            anchors.append(anchor(folder))
+    med, med_anchor = statistics.median(times), statistics.median(anchors)
+    print(f"files: {n}; {summary}")
+    print(f"slashcat import: median {med:.2f} s over {args.repeats} runs "
+          f"({n / med:,.0f} images/s); runs: {', '.join(f'{t:.2f}' for t in times)}")
+    print(f"anchor (read + Pillow decode + sha256, 1 process): median {med_anchor:.2f} s "
+          f"({n / med_anchor:,.0f} images/s)")
+    print(f"ratio import/anchor time: {med / med_anchor:.2f}")
+
+
+if __name__ == "__main__":
+    main()
