@@ -82,7 +82,11 @@ def _header_size(data: bytes) -> tuple[int, int]:
 
 
 def _open_checked(data: bytes, fmt: str, limits: Limits):
-    """Read the header, refuse bombs and specks, then decode (reduced for JPEG) to catch damage."""
+    """Read the header, refuse bombs and specks, then decode (reduced for JPEG) to catch damage.
+
+    The reduced JPEG decode is the one catalog.hashing.decode_gray makes, so hashes at ingest
+    equal those of a batch re-hash.
+    """
     from PIL import Image
 
     with warnings.catch_warnings():
@@ -103,8 +107,8 @@ def _open_checked(data: bytes, fmt: str, limits: Limits):
             img.close()
             raise ImageRejected("too-small", f"{width}x{height} < {limits.min_side} px")
         try:
-            if fmt == "JPEG":
-                img.draft("RGB", DRAFT_SIZE)
+            if fmt == "JPEG":  # decode only the luma, reduced: all the hash needs
+                img.draft("L", DRAFT_SIZE)
             img.seek(0)  # the first frame of an animation
             img.load()
         except Exception as exc:

@@ -105,6 +105,8 @@ class Image(Base):
     dhash: Mapped[int | None] = mapped_column(BigInteger)
     cluster_id: Mapped[int | None] = mapped_column(Integer, index=True)
     is_canonical: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The Hamming threshold dedupe last compared this image at; NULL: not compared yet.
+    dedupe_threshold: Mapped[int | None] = mapped_column(Integer)
     rejected_reason: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 

@@ -98,7 +98,8 @@ def _join_existing(session: Session, task: str, items: list[SplitItem]) -> dict[
             .order_by(SplitAssignment.id)
         )
         for cluster_id, split in rows:
-            by_cluster.setdefault(cluster_id, split)
+            if cluster_id is not None:
+                by_cluster.setdefault(cluster_id, split)
     out = {}
     for item in items:
         found = by_cluster.get(item.cluster_id) if item.cluster_id is not None else None

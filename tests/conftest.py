@@ -33,7 +33,7 @@ def cli(tmp_path: Path) -> Callable[..., object]:
     runner = CliRunner()
     home = tmp_path / "home"
 
-    def run(*args: str, input: str | None = None, home_dir: Path | None = None):  # noqa: A002
+    def run(*args: str, input: str | None = None, home_dir: Path | None = None):
         return runner.invoke(
             app, ["--home", str(home_dir or home), *args], input=input, env={"COLUMNS": "200"}
         )
@@ -60,3 +60,9 @@ def jpeg_bytes(size: tuple[int, int] = (64, 64), color: tuple[int, int, int] = (
 @pytest.fixture
 def make_image() -> Callable[..., bytes]:
     return jpeg_bytes
+
+
+# Fixture modules of the feature areas (tests/fixtures_*.py); each adds itself here.
+pytest_plugins: list[str] = [
+    "fixtures_classifier", "fixtures_dedupe", "fixtures_review", "fixtures_store", "fixtures_web",
+]

@@ -36,6 +36,7 @@ def upgrade() -> None:
     sa.Column('dhash', sa.BigInteger(), nullable=True),
     sa.Column('cluster_id', sa.Integer(), nullable=True),
     sa.Column('is_canonical', sa.Boolean(), nullable=False),
+    sa.Column('dedupe_threshold', sa.Integer(), nullable=True),
     sa.Column('rejected_reason', sa.String(length=200), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_images')),

@@ -1,0 +1,179 @@
+"""How well pHash distance finds planted near duplicates among real shop photos.
+
+Takes the shared product photos, makes copies of a random subset with the transforms of
+issue 4 (resize 50 %, JPEG quality 30, brightness +15 %, 5 % crop, a small text overlay,
+JPEG->PNG and PNG->JPEG), mixes them with all the untouched originals and prints, per
+transform and threshold 0-16, pair precision and recall; then the same with dHash as a
+second opinion, and how large the biggest cluster gets (chaining). The anchor is the
+transform-free pool: pairs found among untouched originals are false positives unless the
+photos really are duplicates, which the data set has a few of.
+
+    .venv/bin/python bench/dedupe_quality.py [--sources 1000] [--seed 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from catalog.dedupe import components, distances, near_pairs  # noqa: E402
+from catalog.hashing import hash_bytes, hash_files  # noqa: E402
+
+IMAGES = Path("/work/shared/datasets/fashion-products/images")
+THRESHOLDS = range(0, 17)
+MAIN = ("resize-50", "jpeg-q30", "brightness+15")  # the aim: recall >= .95 at precision >= .99
+
+
+def jpeg(img: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def crop(img: Image.Image, fraction: float = 0.05) -> Image.Image:
+    dx, dy = round(img.width * fraction / 2), round(img.height * fraction / 2)
+    return img.crop((dx, dy, img.width - dx, img.height - dy))
+
+
+def text(img: Image.Image) -> Image.Image:
+    out = img.copy()
+    draw = ImageDraw.Draw(out)
+    draw.rectangle([6, 6, 78, 22], fill=(200, 0, 0))
+    draw.text((9, 8), "SALE -20%", fill="white")
+    return out
+
+
+TRANSFORMS: dict[str, Callable[[Image.Image], bytes]] = {
+    "resize-50": lambda im: jpeg(im.resize((im.width // 2, im.height // 2),
+                                           Image.Resampling.LANCZOS)),
+    "jpeg-q30": lambda im: jpeg(im, 30),
+    "brightness+15": lambda im: jpeg(ImageEnhance.Brightness(im).enhance(1.15)),
+    "crop-5": lambda im: jpeg(crop(im)),
+    "text": lambda im: jpeg(text(im)),
+    "jpeg->png": png,
+    "png->jpeg": lambda im: jpeg(Image.open(io.BytesIO(png(im))), 85),
+}
+
+
+def build_pool(sources: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Hashes of originals + copies; source index per row (-1: not a planted source) and kind."""
+    paths = sorted(IMAGES.glob("*.jpg"))
+    batch = hash_files(paths)
+    ok = np.flatnonzero(batch.ok)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(ok, sources, replace=False)
+    ph, dh = list(batch.phash[ok]), list(batch.dhash[ok])
+    source = [-1] * len(ok)
+    kind = ["original"] * len(ok)
+    row_of = {int(p): n for n, p in enumerate(ok)}
+    for src in chosen:
+        source[row_of[int(src)]] = int(src)
+        with Image.open(paths[src]) as im:
+            im = im.convert("RGB")
+            for name, make in TRANSFORMS.items():
+                p, d = hash_bytes(make(im))
+                ph.append(p)
+                dh.append(d)
+                source.append(int(src))
+                kind.append(name)
+    return np.array(ph, np.uint64), np.array(dh, np.uint64), np.array(source), kind
+
+
+def table(title: str, rows: list[list[str]], header: list[str]) -> None:
+    print(f"\n{title}")
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        print("  ".join(str(x).rjust(w) for x, w in zip(row, widths, strict=True)))
+
+
+def evaluate(ph, dh, source, kind, dh_max=None):  # type: ignore[no-untyped-def]
+    """Per transform and threshold: (precision, recall), plus overall precision and chaining."""
+    i, j, d = near_pairs(ph, max(THRESHOLDS))
+    if dh_max is not None:
+        keep = distances(dh[i], dh[j]) <= dh_max
+        i, j, d = i[keep], j[keep], d[keep]
+    same = (source[i] >= 0) & (source[i] == source[j])
+    kinds = np.array(kind)
+    out = {}
+    for name in TRANSFORMS:
+        copies = np.flatnonzero(kinds == name)
+        originals = np.array([np.flatnonzero((source == source[c]) & (kinds == "original"))[0]
+                              for c in copies])
+        true_d = distances(ph[copies], ph[originals])
+        if dh_max is not None:
+            true_d = np.where(distances(dh[copies], dh[originals]) <= dh_max, true_d, 99)
+        touches = (kinds[i] == name) | (kinds[j] == name)
+        for k in THRESHOLDS:
+            hit = touches & (d <= k)
+            precision = same[hit].mean() if hit.any() else 1.0
+            recall = (true_d <= k).mean()
+            out[name, k] = (precision, recall)
+    for k in THRESHOLDS:
+        hit = d <= k
+        labels = components(len(ph), i[hit], j[hit])
+        out["all", k] = (same[hit].mean() if hit.any() else 1.0, int(np.bincount(labels).max()),
+                         int(hit.sum()), int((hit & ~same).sum()))
+    return out
+
+
+def print_results(title: str, res) -> None:  # type: ignore[no-untyped-def]
+    header = ["k", *[n for n in TRANSFORMS], "all-prec", "false-pairs", "largest"]
+    rows = []
+    for k in THRESHOLDS:
+        cells = [f"{res[n, k][0]:.3f}/{res[n, k][1]:.3f}" for n in TRANSFORMS]
+        prec, largest, _pairs, false_pairs = res["all", k]
+        rows.append([str(k), *cells, f"{prec:.3f}", str(false_pairs), str(largest)])
+    table(title + "  (cells: precision/recall)", rows, header)
+
+
+def best_threshold(res) -> int | None:  # type: ignore[no-untyped-def]
+    """Largest k meeting the aim for the main transforms (a larger k helps crop and text)."""
+    good = [k for k in THRESHOLDS
+            if all(res[n, k][0] >= 0.99 and res[n, k][1] >= 0.95 for n in MAIN)]
+    return max(good) if good else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sources", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--dhash", type=int, nargs="*", default=[10, 12, 16, 20])
+    args = parser.parse_args()
+    started = time.perf_counter()
+    ph, dh, source, kind = build_pool(args.sources, args.seed)
+    originals = kind.count("original")
+    print(f"pool: {originals:,} untouched originals + {len(ph) - originals:,} copies of "
+          f"{args.sources:,} of them ({len(TRANSFORMS)} transforms); "
+          f"built in {time.perf_counter() - started:.1f} s")
+    anchor = evaluate(ph[:originals], dh[:originals], source[:originals], kind[:originals])
+    table("anchor: originals only (every pair found is a false positive or a real duplicate)",
+          [[str(k), str(anchor["all", k][2]), str(anchor["all", k][1])] for k in THRESHOLDS],
+          ["k", "pairs", "largest cluster"])
+    res = evaluate(ph, dh, source, kind)
+    print_results("pHash only", res)
+    print(f"-> pHash only: largest threshold meeting the aim: {best_threshold(res)}")
+    for dmax in args.dhash:
+        res_d = evaluate(ph, dh, source, kind, dmax)
+        print_results(f"pHash and dHash <= {dmax}", res_d)
+        print(f"-> with dHash <= {dmax}: largest threshold meeting the aim: "
+              f"{best_threshold(res_d)}")
+    print(f"\ntotal {time.perf_counter() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Errors of the classifier; each one is a problem the user can fix, shown as one line."""
+
+from catalog.errors import SlashcatError
+
+
+class ClassifierError(SlashcatError):
+    """Base of the classifier's errors."""
+
+
+class NotEnoughClasses(ClassifierError):
+    """Fewer than two classes have enough labelled images to train on."""
+
+
+class ModelNotFound(ClassifierError):
+    """No such model version, or no active model."""
+
+
+class ModelFileError(ClassifierError):
+    """The model's .keras file is missing or cannot be loaded."""
+
+
+class ClassMismatch(ClassifierError):
+    """The model's classes do not match the catalog's categories."""
+
+
+class ImageSizeMismatch(ClassifierError):
+    """Images of a size the model was not trained for."""
+
+
+class TrainingInterrupted(ClassifierError):
+    """Training stopped before it finished; nothing was registered."""
+
+
+class MissingWeights(ClassifierError):
+    """A pretrained backbone was asked for without a local weights file."""

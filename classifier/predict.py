@@ -1,0 +1,267 @@
+"""Prediction: a loaded model (`Classifier`) and batch prediction over the catalog.
+
+`predict_catalog` runs each canonical image once, copies the result to every product that
+shows an image of its cluster, and skips products that already have a prediction from the
+model, so a second run does no work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from catalog.db import Catalog
+from catalog.errors import ImageRejected, InvalidInput
+from catalog.images import Limits, inspect_image
+from catalog.labels import current_labels
+from catalog.models import Category, Model, Prediction, Product, ProductImage
+from classifier.dataset import clusters
+from classifier.errors import ClassMismatch, ImageSizeMismatch
+from classifier.metrics import calibrated
+from classifier.registry import get_model, load_keras, model_path
+
+Progress = Callable[[int, int], None]
+TopK = list[tuple[str, float]]
+SCOPES = ("unlabelled", "all")
+
+
+class Classifier:
+    """A registered model, ready to classify image bytes or decoded arrays."""
+
+    def __init__(
+        self, model: Any, version: str, model_id: int, classes: list[str], temperature: float,
+        image_size: int, limits: Limits = Limits(),
+    ) -> None:
+        self.model = model
+        self.version = version
+        self.model_id = model_id
+        self.classes = classes
+        self.temperature = temperature
+        self.image_size = image_size
+        self.limits = limits
+
+    @classmethod
+    def load(cls, catalog: Catalog, version: str | None = None) -> Classifier:
+        """The model with this version (default: the active one); checks file, size, classes."""
+        with catalog.session() as session:
+            row = get_model(session, version)
+        return cls.from_row(catalog, row)
+
+    @classmethod
+    def from_row(cls, catalog: Catalog, row: Model) -> Classifier:
+        keras_model = load_keras(model_path(catalog.settings.home, row))
+        shape = tuple(keras_model.input_shape)
+        if shape[1:] != (row.image_size, row.image_size, 3):
+            raise ImageSizeMismatch(
+                f"model {row.version}: its file takes {shape[1:]} images but the catalog says "
+                f"{row.image_size}x{row.image_size}; the file does not belong to this entry"
+            )
+        units = int(keras_model.output_shape[-1])
+        if units != len(row.classes):
+            raise ClassMismatch(
+                f"model {row.version}: its file predicts {units} classes but the catalog lists "
+                f"{len(row.classes)}"
+            )
+        s = catalog.settings
+        limits = Limits(s.max_pixels, s.max_image_bytes, s.min_image_side)
+        return cls(
+            keras_model, row.version, row.id, list(row.classes), row.temperature,
+            row.image_size, limits,
+        )
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities for a batch of prepared images (n, size, size, 3)."""
+        return calibrated(self.raw_probabilities(images), self.temperature)
+
+    def raw_probabilities(self, images: np.ndarray) -> np.ndarray:
+        """The model's own softmax output, before temperature scaling."""
+        images = np.asarray(images)
+        expected = (self.image_size, self.image_size, 3)
+        if images.ndim != 4 or images.shape[1:] != expected:
+            raise ImageSizeMismatch(
+                f"model {self.version} takes {expected[0]}x{expected[1]} RGB images, "
+                f"got an array of shape {images.shape}"
+            )
+        if len(images) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        out = [
+            np.asarray(self.model.predict_on_batch(images[i : i + 256].astype(np.float32)))
+            for i in range(0, len(images), 256)
+        ]
+        return np.concatenate(out)
+
+    def prepare(self, data: bytes) -> np.ndarray:
+        """Validate bytes (raises ImageRejected) and turn them into the model's input."""
+        from classifier.pipeline import prepare_bytes
+
+        inspect_image(data, self.limits)
+        return np.asarray(prepare_bytes(data, self.image_size))
+
+    def top_k(self, probs: np.ndarray, k: int = 3) -> list[TopK]:
+        order = np.argsort(-probs, axis=1)[:, :k]
+        return [
+            [(self.classes[j], float(row[j])) for j in idx]
+            for row, idx in zip(probs, order, strict=True)
+        ]
+
+    def classify_bytes(self, data: bytes, top_k: int = 3) -> TopK:
+        """The top-k (category, probability) pairs for one image; raises ImageRejected."""
+        return self.top_k(self.probabilities(self.prepare(data)[None]), top_k)[0]
+
+    def classify_many(self, blobs: Sequence[bytes], top_k: int = 3) -> list[TopK | ImageRejected]:
+        """Like classify_bytes for many images in one batch; bad ones come back as errors."""
+        prepared: list[np.ndarray | ImageRejected] = []
+        for data in blobs:
+            try:
+                prepared.append(self.prepare(data))
+            except ImageRejected as exc:
+                prepared.append(exc)
+            except Exception as exc:  # bytes Pillow accepts but TensorFlow cannot decode
+                prepared.append(ImageRejected("corrupt", str(exc).splitlines()[0][:160]))
+        good = [p for p in prepared if isinstance(p, np.ndarray)]
+        shape = (0, self.image_size, self.image_size, 3)
+        ranked = iter(self.top_k(self.probabilities(np.stack(good) if good else np.zeros(shape)),
+                                 top_k))
+        return [next(ranked) if isinstance(p, np.ndarray) else p for p in prepared]
+
+
+@dataclass
+class PredictReport:
+    version: str
+    scope: str
+    products: int = 0  # products in scope
+    already: int = 0  # had a prediction from this model already
+    no_image: int = 0  # no usable image
+    images: int = 0  # canonical images run through the model
+    written: int = 0  # prediction rows written
+    skipped: list[str] = field(default_factory=list)  # unreadable image files
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Work:
+    paths: list[str]  # canonical image files to run
+    image_ids: list[int]
+    products: list[list[int]]  # for each image, the products that get its prediction
+
+
+def category_ids(session: Session, classes: list[str], version: str) -> dict[str, int]:
+    found = dict(
+        session.execute(select(Category.name, Category.id).where(Category.name.in_(classes))).all()
+    )
+    missing = [c for c in classes if c not in found]
+    if missing:
+        raise ClassMismatch(
+            f"model {version} predicts categories the catalog does not have "
+            f"({', '.join(missing[:5])}); retrain on this catalog"
+        )
+    return found
+
+
+def plan_work(session: Session, catalog: Catalog, model_id: int, scope: str,
+              report: PredictReport) -> Work:
+    products = set(session.scalars(select(Product.id)))
+    if scope == "unlabelled":
+        products -= {lab.product_id for lab in current_labels(session)}
+    report.products = len(products)
+    done = set(
+        session.scalars(select(Prediction.product_id).where(Prediction.model_id == model_id))
+    )
+    report.already = len(products & done)
+    todo = products - done
+    canonical: dict[int, tuple[int, str]] = {}
+    for c in clusters(session):
+        for image_id in c.image_ids:
+            canonical[image_id] = (c.canonical_id, c.path)
+    first: dict[int, int] = {}
+    rows = session.execute(
+        select(ProductImage.product_id, ProductImage.image_id)
+        .order_by(ProductImage.product_id, ProductImage.position, ProductImage.id)
+    )
+    for product_id, image_id in rows:
+        if product_id in todo and product_id not in first and image_id in canonical:
+            first[product_id] = image_id
+    report.no_image = len(todo) - len(first)
+    groups: dict[int, list[int]] = {}
+    paths: dict[int, str] = {}
+    for product_id, image_id in sorted(first.items()):
+        head, rel = canonical[image_id]
+        groups.setdefault(head, []).append(product_id)
+        paths[head] = str(catalog.store.path(rel))
+    ids = sorted(groups)
+    return Work([paths[i] for i in ids], ids, [groups[i] for i in ids])
+
+
+def predict_catalog(
+    catalog: Catalog,
+    version: str | None = None,
+    scope: str = "unlabelled",
+    progress: Progress | None = None,
+    top_k: int = 3,
+    batch_size: int = 256,
+) -> PredictReport:
+    """Predict the products in scope ('unlabelled' or 'all') with a model (default: active)."""
+    from classifier.pipeline import file_batches
+
+    if scope not in SCOPES:
+        raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}")
+    started = time.monotonic()
+    with catalog.session() as session:
+        row = get_model(session, version)
+        ids = category_ids(session, list(row.classes), row.version)
+        report = PredictReport(row.version, scope)
+        work = plan_work(session, catalog, row.id, scope, report)
+    if not work.paths:
+        report.seconds = time.monotonic() - started
+        return report
+    clf = Classifier.from_row(catalog, row)
+    total = len(work.paths)
+    done: set[int] = set()
+    if progress:
+        progress(0, total)
+    for images, positions in file_batches(work.paths, clf.image_size, batch_size):
+        pos = positions.numpy()
+        probs = clf.probabilities(images.numpy())
+        report.written += _write(catalog, clf, ids, work, pos, probs, top_k)
+        report.images += len(pos)
+        done.update(pos.tolist())
+        if progress:
+            progress(int(pos[-1]) + 1, total)
+    if progress:
+        progress(total, total)
+    report.skipped = [p for i, p in enumerate(work.paths) if i not in done]
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _write(
+    catalog: Catalog, clf: Classifier, ids: dict[str, int], work: Work, positions: np.ndarray,
+    probs: np.ndarray, k: int,
+) -> int:
+    ranked = clf.top_k(probs, max(2, k))
+    rows = []
+    for pos, top in zip(positions.tolist(), ranked, strict=True):
+        margin = top[0][1] - (top[1][1] if len(top) > 1 else 0.0)
+        for product_id in work.products[pos]:
+            rows.append({
+                "product_id": product_id,
+                "image_id": work.image_ids[pos],
+                "model_id": clf.model_id,
+                "category_id": ids[top[0][0]],
+                "confidence": top[0][1],
+                "margin": margin,
+                "top_k": [[name, round(p, 5)] for name, p in top[:k]],
+            })
+    with catalog.session() as session:
+        session.execute(insert(Prediction), rows)
+    return len(rows)

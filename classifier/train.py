@@ -1,0 +1,477 @@
+"""Training: dataset from the catalog -> Keras model -> calibrated, registered .keras file.
+
+The library reports through a callback (`progress(TrainEvent)`); the CLI draws. The model
+file is written under a temporary name and renamed, and its row is added only after that,
+so an interrupted run leaves neither a half file nor a half row.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from catalog.db import Catalog
+from catalog.errors import InvalidInput
+from classifier import metrics as M
+from classifier.architectures import ARCHITECTURES, DEFAULT_ARCH, build_model
+from classifier.dataset import Dataset, DatasetSpec, build_dataset
+from classifier.errors import NotEnoughClasses, TrainingInterrupted
+from classifier.pipeline import decode_files, training_stream
+from classifier.registry import activate, active_model, next_version, register
+
+DEFAULT_IMAGE_SIZE = 64
+RESERVE_S = 5.0  # kept back from a time budget for calibration and saving
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    level: int | None = None
+    min_per_class: int = 20
+    other: bool = False
+    sources: tuple[str, ...] = ("human", "store")
+    arch: str = DEFAULT_ARCH
+    image_size: int = DEFAULT_IMAGE_SIZE
+    epochs: int = 40
+    batch_size: int = 32
+    time_budget_min: float | None = None
+    seed: int = 0
+    weights: Path | None = None
+    learning_rate: float | None = None
+    patience: int = 10
+    augment: bool = True
+    activate: bool | None = None  # None: activate when no model is active yet
+
+    def dataset_spec(self) -> DatasetSpec:
+        return DatasetSpec(self.level, self.min_per_class, self.other, self.sources)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["weights"] = str(self.weights) if self.weights else None
+        out["sources"] = list(self.sources)
+        return out
+
+    def check(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise InvalidInput(f"unknown --arch {self.arch!r}; choose {', '.join(ARCHITECTURES)}")
+        if not 32 <= self.image_size <= 512:
+            raise InvalidInput(f"--image-size {self.image_size} must be between 32 and 512")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise InvalidInput("--epochs and --batch-size must be at least 1")
+        if self.time_budget_min is not None and self.time_budget_min <= 0:
+            raise InvalidInput("--time-budget must be positive (minutes)")
+        if self.level is not None and self.level < 1:
+            raise InvalidInput("--level must be at least 1")
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int  # 1-based
+    planned: int  # epochs the run expects in total (shrinks under a time budget)
+    loss: float
+    accuracy: float
+    val_loss: float
+    val_accuracy: float
+    learning_rate: float
+    seconds: float
+    elapsed: float
+    best: bool
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    stage: str  # "decode" | "epoch" | "calibrate" | "save"
+    done: int = 0
+    total: int = 0
+    epoch: EpochStats | None = None
+
+
+TrainProgress = Callable[[TrainEvent], None]
+
+
+@dataclass
+class TrainResult:
+    version: str
+    model_id: int
+    path: Path
+    task: str
+    architecture: str
+    image_size: int
+    classes: list[str]
+    split_sizes: dict[str, int]
+    dropped: dict[str, int]
+    merged: dict[str, int]
+    skipped: list[str]  # unreadable images (paths), left out
+    epochs_run: int
+    best_epoch: int
+    stop_reason: str
+    train_seconds: float
+    total_seconds: float
+    val_accuracy: float
+    temperature: float
+    val_ece_before: float
+    val_ece_after: float
+    input_ms_per_batch: float  # the input pipeline alone
+    step_ms_per_batch: float  # a training step of the model, input included
+    curves_png: Path | None
+    activated: bool
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass
+class Arrays:
+    images: np.ndarray
+    labels: np.ndarray  # class indices
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def split_arrays(
+    data: Dataset, size: int, progress: TrainProgress | None = None
+) -> tuple[dict[str, Arrays], list[str]]:
+    """Decode every example once; returns arrays per split and the unreadable paths."""
+    paths = [str(e.path) for e in data.examples]
+
+    def report(done: int, total: int) -> None:
+        if progress:
+            progress(TrainEvent("decode", done, total))
+
+    decoded = decode_files(paths, size, report)
+    index = {name: i for i, name in enumerate(data.classes)}
+    splits = np.array([data.examples[i].split for i in decoded.index])
+    labels = np.array([index[data.examples[i].label] for i in decoded.index], dtype=np.int64)
+    out = {
+        name: Arrays(decoded.images[splits == name], labels[splits == name])
+        for name in ("train", "val", "test")
+    }
+    return out, [paths[i] for i in decoded.failed]
+
+
+def sample_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Square-root inverse frequency, mean 1: rare classes count more, not overwhelmingly."""
+    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    per_class = np.where(counts > 0, np.sqrt(counts.max() / np.maximum(counts, 1)), 0.0)
+    w = per_class[labels]
+    return (w / w.mean()).astype(np.float32) if len(w) else w.astype(np.float32)
+
+
+class Plan:
+    """How many epochs fit: the requested number, cut down by the time budget as epochs run."""
+
+    def __init__(self, epochs: int, budget_s: float | None) -> None:
+        self.epochs = epochs
+        self.budget_s = budget_s
+        self.started = time.monotonic()
+        self.done = 0
+
+    def update(self, epochs_done: int) -> None:
+        self.done = epochs_done
+        if self.budget_s is None or epochs_done == 0:
+            return
+        elapsed = time.monotonic() - self.started
+        per_epoch = elapsed / epochs_done
+        fit = epochs_done + int(max(0.0, self.budget_s - elapsed) // per_epoch)
+        self.epochs = max(epochs_done, min(self.epochs, fit))
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.done >= self.epochs
+
+
+def _callbacks(
+    plan: Plan, steps: int, peak_lr: float, schedule: bool, patience: int,
+    progress: TrainProgress | None, state: dict[str, Any], train_set: Arrays, val_set: Arrays,
+) -> list[Any]:
+    import keras
+
+    class Schedule(keras.callbacks.Callback):
+        """Linear warm-up then cosine decay over the planned epochs (one-cycle-like)."""
+
+        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            total = max(1, plan.epochs * steps)
+            t = state["epoch"] * steps + batch
+            warm = max(1, min(total // 20, 3 * steps))
+            if t < warm:
+                lr = peak_lr * (t + 1) / warm
+            else:
+                frac = min(1.0, (t - warm) / max(1, total - warm))
+                lr = peak_lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+            self.model.optimizer.learning_rate.assign(lr)
+
+    class Watch(keras.callbacks.Callback):
+        """Keeps the best weights (val accuracy, then val loss), stops early, reports epochs."""
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            state["epoch"] = epoch
+            state["t0"] = time.monotonic()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            logs = logs if logs is not None else {}
+            # Validate with BatchNorm statistics of the current weights (see recalibrate_...).
+            recalibrate_batchnorm(self.model, train_set.images, epoch, limit=256)
+            probs = predict_arrays(self.model, val_set.images)
+            logs["val_loss"] = M.nll(probs, val_set.labels)
+            logs["val_accuracy"] = float((probs.argmax(1) == val_set.labels).mean())
+            score = (logs.get("val_accuracy", 0.0), -logs.get("val_loss", 0.0))
+            best = state.get("best") is None or score > state["best"]
+            if best:
+                state.update(best=score, best_epoch=epoch + 1, weights=self.model.get_weights())
+            for key, value in logs.items():
+                state["history"].setdefault(key, []).append(float(value))
+            plan.update(epoch + 1)
+            if epoch + 1 - state["best_epoch"] >= patience:
+                state["stop"] = "early stopping (validation stopped improving)"
+                self.model.stop_training = True
+            elif plan.out_of_time and plan.epochs < state["requested"]:
+                state["stop"] = "time budget"
+                self.model.stop_training = True
+            if progress:
+                lr = float(np.asarray(self.model.optimizer.learning_rate))
+                stats = EpochStats(
+                    epoch + 1, plan.epochs, float(logs.get("loss", 0)),
+                    float(logs.get("accuracy", 0)), float(logs.get("val_loss", 0)),
+                    float(logs.get("val_accuracy", 0)), lr, time.monotonic() - state["t0"],
+                    time.monotonic() - plan.started, best,
+                )
+                progress(TrainEvent("epoch", epoch + 1, plan.epochs, stats))
+
+    out: list[Any] = [Watch()]
+    if schedule:
+        out.insert(0, Schedule())
+    return out
+
+
+def compile_model(model: Any, arch: str, lr: float | None) -> tuple[float, bool]:
+    """Adam and plain cross-entropy for the seed; AdamW, label smoothing, a schedule otherwise."""
+    import keras
+
+    if arch == "seed":
+        rate = lr or 1e-3
+        model.compile(
+            optimizer=keras.optimizers.Adam(rate),
+            loss=keras.losses.CategoricalCrossentropy(),
+            metrics=["accuracy"],
+            jit_compile=False,
+        )
+        return rate, False
+    rate = lr or (2e-3 if arch == "compact" else 1e-3)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(rate, weight_decay=5e-4),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
+        metrics=["accuracy"],
+        jit_compile=False,  # XLA compiles for long on a CPU and gains little here
+    )
+    return rate, True
+
+
+def recalibrate_batchnorm(model: Any, images: np.ndarray, seed: int, limit: int = 2048) -> None:
+    """Recompute BatchNorm statistics from training images with the final weights.
+
+    The moving averages lag behind weights that change fast, which hurts most when a small
+    catalog gives few steps; averaging exact batch statistics fixes that ("precise BN").
+    """
+    import keras
+
+    norms = [
+        layer for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    if not norms or len(images) == 0:
+        return
+    rng = np.random.default_rng(seed)
+    chosen = rng.permutation(len(images))[:limit]
+    saved = [layer.momentum for layer in norms]
+    try:
+        for k, start in enumerate(range(0, len(chosen), 256)):
+            for layer in norms:
+                layer.momentum = k / (k + 1)  # a running mean over the chunks
+            model(images[chosen[start : start + 256]].astype(np.float32), training=True)
+    finally:
+        for layer, momentum in zip(norms, saved, strict=True):
+            layer.momentum = momentum
+
+
+def predict_arrays(model: Any, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    out = [
+        np.asarray(model.predict_on_batch(images[i : i + batch].astype(np.float32)))
+        for i in range(0, len(images), batch)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def time_input(stream: Any, batches: int = 12) -> float:
+    """Milliseconds per batch of the input pipeline alone (after a short warm-up)."""
+    it = iter(stream)
+    for _ in range(2):
+        next(it, None)
+    t0 = time.perf_counter()
+    n = 0
+    for _ in range(batches):
+        if next(it, None) is None:
+            break
+        n += 1
+    return 1000 * (time.perf_counter() - t0) / max(1, n)
+
+
+def train(
+    catalog: Catalog, config: TrainConfig = TrainConfig(), progress: TrainProgress | None = None
+) -> TrainResult:
+    """Train a model on the catalog's current labels and register it (see module doc)."""
+    import keras
+
+    config.check()
+    started = time.monotonic()
+    keras.utils.set_random_seed(config.seed)
+    with catalog.session() as session:
+        data = build_dataset(session, catalog.store, config.dataset_spec())
+    arrays, skipped = split_arrays(data, config.image_size, progress)
+    train_set, val_set = arrays["train"], arrays["val"]
+    if len(set(train_set.labels.tolist())) < 2:
+        raise NotEnoughClasses("fewer than 2 classes left in the training split after decoding")
+    if len(val_set) == 0:  # a tiny catalog: validate on the training images rather than none
+        val_set = train_set
+    n = len(data.classes)
+    size = config.image_size
+    model = build_model((size, size, 3), n, config.arch, config.weights)
+    peak_lr, schedule = compile_model(model, config.arch, config.learning_rate)
+    weights = (
+        sample_weights(train_set.labels, n)
+        if config.arch != "seed"
+        else np.ones(len(train_set), np.float32)
+    )
+    eye = np.eye(n, dtype=np.float32)
+    stream = training_stream(
+        train_set.images, eye[train_set.labels], weights, config.batch_size, config.seed,
+        config.augment,
+    )
+    input_ms = time_input(stream)
+    budget = None
+    if config.time_budget_min is not None:
+        budget = config.time_budget_min * 60 - (time.monotonic() - started) - RESERVE_S
+    plan = Plan(config.epochs, max(1.0, budget) if budget is not None else None)
+    steps = math.ceil(len(train_set) / config.batch_size)
+    state: dict[str, Any] = {
+        "epoch": 0, "history": {}, "best": None, "best_epoch": 0,
+        "stop": "all epochs", "requested": config.epochs,
+    }
+    callbacks = _callbacks(
+        plan, steps, peak_lr, schedule, config.patience, progress, state, train_set, val_set
+    )
+    fit_start = time.monotonic()
+    try:
+        model.fit(stream, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=0)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted("training interrupted; no model was registered") from None
+    train_seconds = time.monotonic() - fit_start
+    if state.get("weights") is not None:
+        model.set_weights(state["weights"])
+    recalibrate_batchnorm(model, train_set.images, config.seed)
+    if progress:
+        progress(TrainEvent("calibrate"))
+    val_probs = predict_arrays(model, val_set.images)
+    temperature = M.fit_temperature(val_probs, val_set.labels)
+    epochs_run = len(state["history"].get("loss", []))
+    result = TrainResult(
+        version="", model_id=0, path=Path(), task=data.task, architecture=config.arch,
+        image_size=size, classes=list(data.classes),
+        split_sizes={k: len(v) for k, v in arrays.items()},
+        dropped=data.dropped, merged=data.merged, skipped=skipped, epochs_run=epochs_run,
+        best_epoch=state["best_epoch"], stop_reason=state["stop"],
+        train_seconds=train_seconds, total_seconds=0.0,
+        val_accuracy=float((val_probs.argmax(1) == val_set.labels).mean()),
+        temperature=temperature,
+        val_ece_before=M.ece(val_probs, val_set.labels),
+        val_ece_after=M.ece(M.calibrated(val_probs, temperature), val_set.labels),
+        input_ms_per_batch=input_ms,
+        step_ms_per_batch=1000 * train_seconds / max(1, epochs_run * steps),
+        curves_png=None, activated=False, history=state["history"],
+    )
+    if progress:
+        progress(TrainEvent("save"))
+    save_and_register(catalog, model, config, data, result)
+    result.total_seconds = time.monotonic() - started
+    return result
+
+
+def _metrics(config: TrainConfig, data: Dataset, result: TrainResult) -> dict[str, Any]:
+    return {
+        "config": config.as_dict(),
+        "dataset": config.dataset_spec().as_dict(),
+        "class_counts": data.counts,
+        "dropped": data.dropped,
+        "merged": data.merged,
+        "train": {
+            "split_sizes": result.split_sizes,
+            "skipped_images": len(result.skipped),
+            "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "stop_reason": result.stop_reason,
+            "seconds": round(result.train_seconds, 2),
+            "input_ms_per_batch": round(result.input_ms_per_batch, 2),
+            "step_ms_per_batch": round(result.step_ms_per_batch, 2),
+            "history": result.history,
+        },
+        "val": {
+            "accuracy": result.val_accuracy,
+            "ece_before": result.val_ece_before,
+            "ece_after": result.val_ece_after,
+        },
+    }
+
+
+def save_and_register(
+    catalog: Catalog, model: Any, config: TrainConfig, data: Dataset, result: TrainResult
+) -> None:
+    """Write the .keras file atomically, then add its row (and activate it if asked)."""
+    models_dir = catalog.settings.models_dir
+    models_dir.mkdir(parents=True, exist_ok=True)
+    tmp = models_dir / f".tmp-{uuid.uuid4().hex}.keras"
+    final: Path | None = None
+    try:
+        model.save(tmp)
+        with catalog.session() as session:
+            version = next_version(session)
+            final = models_dir / f"{version}.keras"
+            os.replace(tmp, final)
+            row = register(
+                session,
+                version=version,
+                task=data.task,
+                architecture=config.arch,
+                image_size=config.image_size,
+                classes=list(data.classes),
+                training_fingerprint=data.fingerprint(repr(sorted(config.as_dict().items()))),
+                metrics=_metrics(config, data, result),
+                temperature=result.temperature,
+                path=final.relative_to(catalog.settings.home).as_posix(),
+            )
+            should = config.activate if config.activate is not None else (
+                active_model(session) is None
+            )
+            if should:
+                activate(session, version)
+            row_id = row.id
+    except BaseException:  # an interrupt too: no half file, no row without its file
+        tmp.unlink(missing_ok=True)
+        if final is not None:
+            final.unlink(missing_ok=True)
+        raise
+    result.version, result.model_id, result.path = version, row_id, final
+    result.activated = bool(should)
+    result.curves_png = _curves(result, models_dir)
+
+
+def _curves(result: TrainResult, models_dir: Path) -> Path | None:
+    from classifier.plots import training_curves
+
+    if not result.history.get("loss"):
+        return None
+    return training_curves(result.history, models_dir / f"{result.version}-curves.png")

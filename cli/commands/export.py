@@ -1,0 +1,66 @@
+"""`slashcat export`: one row per product with its final category, as CSV or JSON Lines."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import typer
+
+from cli.render import progress_bar
+from cli.state import state, user_errors
+
+
+@user_errors
+def export(
+    ctx: typer.Context,
+    file: str = typer.Argument(
+        "-", metavar="FILE | -", help="Where to write; '-' is standard output.",
+    ),
+    fmt: str = typer.Option("csv", "--format", help="csv or jsonl."),
+    min_confidence: float = typer.Option(
+        None, "--min-confidence", help="Drop model rows whose confidence is below this.",
+    ),
+    only_reviewed: bool = typer.Option(
+        False, "--only-reviewed", help="Only human and batch-accepted (model-accepted) rows.",
+    ),
+    store: str = typer.Option(None, "--store", help="Only this store's products."),
+    raw: bool = typer.Option(
+        False, "--raw", help="Do not neutralise cells starting with = + - @ (formula injection).",
+    ),
+) -> None:
+    """Export one row per product with its final category, source, confidence and model.
+
+    Columns (stable order): store, external_id, url, title, image_sha256, image_path,
+    image_source_url, category, source, confidence, model_version, reviewed_at. The category is
+    the current label (human > store > model-accepted), else the active model's prediction
+    (source 'model'). CSV is UTF-8 with RFC 4180 quoting; text cells starting with = + - @ tab
+    or CR get a leading apostrophe so spreadsheets do not run them (--raw keeps them as they are).
+    Example: slashcat export categories.csv --only-reviewed
+    """
+    from catalog.export import ExportOptions, export_to_path, validate, write_export
+
+    st = state(ctx)
+    options = ExportOptions(fmt, min_confidence, only_reviewed, store, raw)
+    with st.catalog().session() as session:
+        validate(session, options)  # before the progress bar, so bad input is one line
+    with st.catalog().session() as session, progress_bar(st, "Exporting") as update:
+        def tick(done: int) -> None:
+            update(done, None)  # type: ignore[arg-type]  # total unknown: a spinner-like bar
+
+        if file == "-":
+            out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+            try:
+                count = write_export(session, out, options, tick)
+            finally:
+                out.flush()
+                out.detach()
+        else:
+            count = export_to_path(session, Path(file), options, tick)
+    where = "standard output" if file == "-" else file
+    st.err.print(f"Exported {count:,} products to {where}.", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(export)

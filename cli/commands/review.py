@@ -1,0 +1,141 @@
+"""`slashcat review`: the full-screen review of uncertain predictions, or batch accept."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from cli.state import AppState, state, user_errors
+
+if TYPE_CHECKING:
+    from catalog.review import QueueFilter, ReviewSession
+
+NO_TTY = (
+    "review needs an interactive terminal; in scripts use --accept-above X [--dry-run] "
+    "to accept confident predictions"
+)
+
+
+@user_errors
+def review(
+    ctx: typer.Context,
+    below: float = typer.Option(
+        None, "--below", help="Only predictions with confidence below this \\[default: 0.7].",
+        show_default=False,
+    ),
+    category: str = typer.Option(
+        None, "--category", help="Only products the model puts in this category (or under it).",
+    ),
+    model: str = typer.Option(
+        None, "--model", help="Model version \\[default: the active model].", show_default=False,
+    ),
+    limit: int = typer.Option(None, "--limit", help="At most this many products."),
+    disagreements: bool = typer.Option(
+        False, "--disagreements",
+        help="Instead, products whose store label the model contradicts with confidence >= 0.9.",
+    ),
+    accept_above: float = typer.Option(
+        None, "--accept-above",
+        help="No screen: accept predictions with confidence >= X as 'model-accepted' labels.",
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="With --accept-above: only count, write nothing.",
+    ),
+    images: str = typer.Option(
+        "auto", "--images", help="Image drawing: auto, halfcell, sixel, tgp, unicode or none.",
+    ),
+) -> None:
+    """Review low-confidence predictions in a full-screen terminal, or accept confident ones.
+
+    Lowest confidence first; every decision is saved at once as a human label, and the next
+    session resumes where this one stopped. Skipped products come back next session.
+    Keys: Enter/a accept, 1-3 choose, c pick any category, s skip, u undo, o open image, ? help,
+    q quit. Without a terminal, use --accept-above X [--dry-run].
+    Example: slashcat review --below 0.6 --category Shoes
+    """
+    from catalog.errors import InvalidInput
+    from catalog.review import DEFAULT_BELOW, QueueFilter, validate_filter
+
+    st = state(ctx)
+    if accept_above is not None:
+        if disagreements or below is not None or category or limit is not None:
+            raise InvalidInput(
+                "--accept-above takes only --model and --dry-run, not the queue filters"
+            )
+        _batch(st, accept_above, dry_run, model)
+        return
+    if dry_run:
+        raise InvalidInput("--dry-run only applies to --accept-above X")
+    if images not in ("auto", "halfcell", "sixel", "tgp", "unicode", "none"):
+        raise InvalidInput(f"unknown --images {images!r}; use auto, halfcell, sixel, tgp, "
+                           "unicode or none")
+    if below is None and not disagreements:
+        below = DEFAULT_BELOW
+    filters = QueueFilter(below, category, model, limit, disagreements)
+    validate_filter(filters)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise InvalidInput(NO_TTY)
+    _screen(st, filters, images)
+
+
+def _author() -> str | None:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no user name in this environment
+        return None
+
+
+def _batch(st: AppState, threshold: float, dry_run: bool, model: str | None) -> None:
+    from catalog.review import accept_above
+
+    with st.catalog().session() as session:
+        result = accept_above(session, threshold, dry_run, model, _author())
+    verb = "Would accept" if dry_run else "Accepted"
+    table = Table("category", "products", title=f"{verb} (model {result.model_version}, "
+                  f"confidence >= {threshold})", title_justify="left")
+    for name, count in result.per_category.items():
+        table.add_row(name, f"{count:,}")
+    table.add_row("[bold]total[/]", f"[bold]{result.total:,}[/]")
+    st.console.print(table)
+    if dry_run:
+        st.console.print("Dry run: nothing was written.")
+
+
+def _screen(st: AppState, filters: QueueFilter, images: str) -> None:
+    from catalog.review import ReviewSession, all_categories
+    from cli.review_screen import image_widget_class, run_review
+
+    cat = st.catalog()
+    session = ReviewSession(cat, filters, author=_author())
+    if session.total == 0:
+        st.console.print(f"Nothing to review for model {session.model_version} with these "
+                         "filters.")
+        return
+    with cat.session() as db:
+        categories = all_categories(db)
+    image_widget_class(images)  # textual-image asks the terminal before Textual takes it over
+    what = "disagreements" if session.filters.disagreements else (
+        f"confidence < {session.filters.below}" if session.filters.below is not None else "all")
+    run_review(session, categories, images, heading=f"slashcat review · model "
+               f"{session.model_version} · {what}")
+    _print_summary(st, session)
+
+
+def _print_summary(st: AppState, session: ReviewSession) -> None:
+    s = session.summary()
+    pace = (f"{s.seconds_per_decision:.1f} s per decision (median {s.median_seconds:.1f} s)"
+            if s.seconds_per_decision is not None else "no decisions")
+    st.console.print(
+        f"Review session: [bold]{s.decisions}[/] decisions ({s.accepted} accepted, "
+        f"{s.corrected} corrected), {s.undone} undone, {s.skipped} skipped; {pace}; "
+        f"{s.seconds_total:.0f} s in all. Every decision is saved.", highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(review)

@@ -1,0 +1,100 @@
+"""Bind a listening socket and run the app with uvicorn (in the foreground or in a thread)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from catalog.errors import InvalidInput
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
+    """A listening TCP socket; port 0 picks a free one. Raises InvalidInput on failure."""
+    if not 0 <= port <= 65535:
+        raise InvalidInput(f"--port {port} must be between 0 and 65535")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InvalidInput(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def uvicorn_server(app: Any, log_level: str = "info", access_log: bool = True) -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=access_log, lifespan="on",
+        timeout_graceful_shutdown=5, server_header=False,
+    )
+    return uvicorn.Server(config)
+
+
+def run(app: Any, sock: socket.socket, log_level: str = "info") -> None:
+    """Serve until Ctrl+C (uvicorn handles the signal and shuts down gracefully)."""
+    uvicorn_server(app, log_level).run(sockets=[sock])
+
+
+@dataclass
+class Running:
+    """A server running in a background thread (tests and the benchmark)."""
+
+    url: str
+    server: Any
+    thread: threading.Thread
+    sock: socket.socket
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        self.sock.close()
+
+
+def start_in_thread(app: Any, host: str = "127.0.0.1", timeout: float = 60.0) -> Running:
+    """Start uvicorn on a free port in a daemon thread; returns once it is serving (warm)."""
+    sock = bind(host, 0)
+    server = uvicorn_server(app, log_level="warning", access_log=False)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="slashcat-web", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive():
+            sock.close()
+            raise RuntimeError("the web server stopped during start-up")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError(f"the web server did not start within {timeout:.0f} s")
+        time.sleep(0.02)
+    return Running(url_of(sock), server, thread, sock)

@@ -1,0 +1,162 @@
+"""Thin item pipelines: fetch a product's images, then hand everything to scraper.persist.
+
+Imported only when crawling. The catalog writes run in one dedicated thread (SQLite has one
+writer), off the reactor, so pages keep downloading while images are hashed and stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from scrapy import Request
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem, IgnoreRequest
+from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+
+from scraper.items import ProductItem
+from scraper.middlewares import BLOCKED
+from scraper.persist import (
+    FetchedImage,
+    all_source_urls,
+    known_sources,
+    prepare_images,
+    save_product,
+    skip_or_revalidate,
+)
+
+
+class FetchImagesPipeline:
+    """Download each image URL once per crawl; skip or revalidate URLs stored before."""
+
+    def __init__(self, crawler: Crawler, max_bytes: int, revalidate_days: float) -> None:
+        self.crawler = crawler
+        self.max_bytes = max_bytes
+        self.revalidate_after = (
+            timedelta(days=revalidate_days) if revalidate_days >= 0 else None
+        )
+        self.inflight: dict[str, asyncio.Future[FetchedImage]] = {}
+        self.stored_urls: set[str] = set()  # every image URL in the catalog at the start
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> FetchImagesPipeline:
+        s = crawler.settings
+        return cls(crawler, s.getint("SLASHCAT_IMAGE_MAXSIZE"),
+                   s.getfloat("SLASHCAT_REVALIDATE_DAYS"))
+
+    def open_spider(self) -> None:
+        ctx = self.crawler.spider.context  # type: ignore[union-attr]
+        self.stored_urls = all_source_urls(ctx.catalog)
+
+    async def process_item(self, item: ProductItem) -> ProductItem:
+        urls = item.product.image_urls or item.sitemap_images
+        ctx = self.crawler.spider.context  # type: ignore[union-attr]
+        lookup = [u for u in urls if u not in self.inflight and u in self.stored_urls]
+        known = known_sources(ctx.catalog, lookup)
+        for url in urls:
+            if url not in self.inflight:
+                skip, headers = skip_or_revalidate(known.get(url), self.revalidate_after)
+                coro = self._known(url) if skip else self._download(url, headers)
+                self.inflight[url] = asyncio.ensure_future(coro)
+        item.images = list(await asyncio.gather(*(self.inflight[u] for u in urls)))
+        return item
+
+    async def _known(self, url: str) -> FetchedImage:
+        return FetchedImage(url, "known")
+
+    async def _download(self, url: str, headers: dict[str, str]) -> FetchedImage:
+        request = Request(url, headers=headers, meta={"download_maxsize": self.max_bytes,
+                                                      "download_warnsize": 0})
+        engine = self.crawler.engine
+        assert engine is not None
+        try:
+            response = await engine.download_async(request)
+        except IgnoreRequest as exc:
+            return FetchedImage(url, "failed", error=refusal_code(request, exc))
+        except Exception as exc:  # timeouts, DNS, refused connections, size caps
+            return FetchedImage(url, "failed", error=describe_failure(exc))
+        etag = header(response.headers, b"ETag")
+        modified = header(response.headers, b"Last-Modified")
+        if response.status == 304:
+            return FetchedImage(url, "not-modified", 304, etag=etag, last_modified=modified)
+        if response.status != 200:
+            return FetchedImage(url, "failed", response.status, error=f"http-{response.status}")
+        return FetchedImage(url, "fetched", 200, response.body, etag, modified)
+
+
+class StoreProductPipeline:
+    """One transaction per item through scraper.persist.save_product, in a writer thread."""
+
+    def __init__(self, crawler: Crawler, prepare_threads: int) -> None:
+        self.crawler = crawler
+        # Checking, hashing and writing image files runs in parallel; rows have one writer.
+        self.prepare_pool = ThreadPool(1, prepare_threads, name="slashcat-image-check")
+        self.pool = ThreadPool(1, 1, name="slashcat-catalog-writer")
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> StoreProductPipeline:
+        return cls(crawler, crawler.settings.getint("SLASHCAT_PREPARE_THREADS", 3))
+
+    def open_spider(self) -> None:
+        self.prepare_pool.start()
+        self.pool.start()
+
+    def close_spider(self) -> None:
+        self.prepare_pool.stop()
+        self.pool.stop()
+
+    async def process_item(self, item: ProductItem) -> ProductItem:
+        from twisted.internet import reactor
+
+        ctx = self.crawler.spider.context  # type: ignore[union-attr]
+        try:
+            await maybe_deferred_to_future(deferToThreadPool(
+                reactor, self.prepare_pool, prepare_images, ctx.catalog.store, item.images,
+                ctx.limits))
+            outcome = await maybe_deferred_to_future(
+                deferToThreadPool(reactor, self.pool, self._save, ctx, item))
+        except Exception as exc:  # a catalog error loses this item only
+            ctx.report.error(f"saving {item.product.url}: {str(exc)[:160]}")
+            ctx.notify()
+            raise DropItem(str(exc)) from exc
+        outcome.apply(ctx.report)
+        ctx.notify()
+        return item
+
+    @staticmethod
+    def _save(ctx: Any, item: ProductItem) -> Any:
+        outcome = save_product(ctx.catalog, ctx.store_id, item.product, item.images, ctx.limits)
+        for image in item.images:  # stored now: later items sharing the URL just link it
+            if image.state == "fetched":
+                image.state, image.body, image.facts = "known", None, None
+        return outcome
+
+
+def header(headers: Any, name: bytes) -> str | None:
+    value = headers.get(name)
+    return value.decode("latin-1") if value else None
+
+
+def refusal_code(request: Request, exc: IgnoreRequest) -> str:
+    """Why a request was refused on our side, as one of scraper.persist.REFUSALS."""
+    text = str(exc).lower()
+    if request.meta.get(BLOCKED) or "blocked-address" in text:
+        return "blocked-address"
+    if "offsite" in text:
+        return "offsite"
+    if "robots" in text:
+        return "robots-disallowed"
+    return f"ignored: {text[:100]}"
+
+
+def describe_failure(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    lowered = text.lower()
+    if "maxsize" in lowered or "max size" in lowered or "larger than" in lowered:
+        return "too-large"
+    if "timeout" in lowered or "timed out" in lowered or "TimeoutError" in type(exc).__name__:
+        return "timeout"
+    return f"{type(exc).__name__}: {text[:120]}"

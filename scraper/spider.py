@@ -1,0 +1,197 @@
+"""The storefront spider: sitemaps, listings with pagination, product pages, Shopify JSON.
+
+Imported only when crawling. It yields ProductItem; the pipelines fetch images and store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import scrapy
+from scrapy.exceptions import CloseSpider, IgnoreRequest
+from scrapy.http import Response
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.python.failure import Failure
+
+from scraper.extract import (
+    ProductData,
+    extract_page,
+    parse_sitemap,
+    robots_sitemaps,
+    shopify_products,
+)
+from scraper.items import ProductItem
+
+SITEMAP_PRIORITY, PRODUCT_PRIORITY, PAGINATION_PRIORITY, PAGE_PRIORITY = 30, 20, 5, 0
+SHOPIFY_PAGE_SIZE = 250
+PAGINATION_KEYS = re.compile(r"(^|&)(page|p|pg|start|offset)=\d+", re.I)
+SITEMAP_MAX_BYTES = 50 * 1024 * 1024
+
+
+def listing_key(url: str) -> str:
+    """The listing a paginated URL belongs to: the URL without its page number."""
+    parts = urlsplit(url)
+    query = "&".join(q for q in parts.query.split("&") if not PAGINATION_KEYS.match("&" + q))
+    path = re.sub(r"/page/\d+/?$", "", parts.path)
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+
+class StoreSpider(scrapy.Spider):
+    name = "slashcat"
+
+    def __init__(self, start_url: str, context: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.start_url = start_url
+        self.context = context
+        self.report = context.report
+        opts = context.options
+        host = urlsplit(start_url).hostname or ""
+        self.allowed_domains = [host, *opts.allow_domains]
+        self.origin = f"{urlsplit(start_url).scheme}://{urlsplit(start_url).netloc}"
+        self.max_products = opts.max_products
+        self.max_listing_pages = opts.max_listing_pages
+        self.products_seen: set[str] = set()
+        self.links_seen: set[str] = set()
+        self.listing_links: dict[str, set[str]] = {}
+        self.sitemap_images: dict[str, list[str]] = {}
+
+    # ---- starting points -----------------------------------------------------------------
+
+    async def start(self) -> AsyncIterator[Any]:
+        probe = {"slashcat_probe": True}
+        yield scrapy.Request(self.start_url, self.parse_page, priority=PAGE_PRIORITY,
+                             errback=self.failed)
+        yield scrapy.Request(f"{self.origin}/robots.txt", self.parse_robots, meta=probe,
+                             priority=SITEMAP_PRIORITY, errback=self.failed)
+        yield scrapy.Request(f"{self.origin}/sitemap.xml", self.parse_sitemap, meta=probe,
+                             priority=SITEMAP_PRIORITY, errback=self.failed)
+        if self.context.options.shopify:
+            yield self.shopify_request(1)
+
+    def shopify_request(self, page: int) -> scrapy.Request:
+        return scrapy.Request(
+            f"{self.origin}/products.json?limit={SHOPIFY_PAGE_SIZE}&page={page}",
+            self.parse_shopify, meta={"slashcat_probe": True, "shopify_page": page},
+            priority=SITEMAP_PRIORITY, errback=self.failed,
+        )
+
+    # ---- callbacks -----------------------------------------------------------------------
+
+    def parse_robots(self, response: Response) -> Iterator[scrapy.Request]:
+        self.report.add(pages=1)
+        for url in robots_sitemaps(response.text if _is_text(response) else ""):
+            yield scrapy.Request(url, self.parse_sitemap, priority=SITEMAP_PRIORITY,
+                                 errback=self.failed, meta={"slashcat_probe": True})
+
+    def parse_sitemap(self, response: Response) -> Iterator[scrapy.Request]:
+        body = response.body
+        if body[:2] == b"\x1f\x8b":  # a .xml.gz file (not transfer-encoded)
+            from scrapy.utils.gz import gunzip
+
+            try:
+                body = gunzip(body, max_size=SITEMAP_MAX_BYTES)
+            except Exception:  # not gzip after all, or too big
+                self.report.error(f"unreadable sitemap {response.url}")
+                return
+        entries = parse_sitemap(body)
+        if not entries.kind:
+            return
+        self.report.add(pages=1)
+        if entries.kind == "sitemapindex":
+            for url in entries.locs:
+                yield scrapy.Request(url, self.parse_sitemap, priority=SITEMAP_PRIORITY,
+                                     errback=self.failed, meta={"slashcat_probe": True})
+            return
+        self.sitemap_images.update(entries.images)
+        for url in entries.locs:
+            yield from self.follow([url], PRODUCT_PRIORITY)
+
+    def parse_shopify(self, response: Response) -> Iterator[Any]:
+        products = shopify_products(response.body, self.origin)
+        if not products:
+            return
+        self.report.add(pages=1)
+        for product in products:
+            item = self.product_item(product)
+            if item is None:
+                return
+            yield item
+        page = response.meta["shopify_page"]
+        if len(products) >= SHOPIFY_PAGE_SIZE and page < 400:
+            yield self.shopify_request(page + 1)
+
+    def parse_page(self, response: Response) -> Iterator[Any]:
+        if not _is_html(response):
+            return
+        self.report.add(pages=1)
+        page = extract_page(response.selector.root, response.url)
+        for problem in page.problems:
+            self.logger.debug("%s: %s", response.url, problem)
+        if page.product is not None:
+            item = self.product_item(page.product)
+            if item is not None:
+                yield item
+        yield from self.follow(page.links.products, PRODUCT_PRIORITY)
+        new = self.count_new_links(response.url, page.links.products + page.links.other)
+        yield from self.follow(page.links.other, PAGE_PRIORITY)
+        depth = int(response.meta.get("listing_page", 1))
+        if new and depth < self.max_listing_pages:
+            yield from self.follow(page.links.pagination, PAGINATION_PRIORITY,
+                                   {"listing_page": depth + 1})
+
+    def failed(self, failure: Failure) -> None:
+        request = failure.request  # type: ignore[attr-defined]
+        if failure.check(IgnoreRequest) and not failure.check(HttpError):
+            return  # robots.txt, off-site or the address guard (which counts its own)
+        if request.meta.get("slashcat_probe"):
+            return  # no sitemap.xml or products.json here: nothing wrong with that
+        if failure.check(HttpError):
+            status = failure.value.response.status
+            self.report.error(f"{request.url}: HTTP {status}")
+        else:
+            self.report.error(f"{request.url}: {failure.getErrorMessage()[:160]}")
+        self.context.notify()
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def product_item(self, product: ProductData) -> ProductItem | None:
+        """The item for a product not seen yet in this crawl; stop at max_products."""
+        if product.url in self.products_seen:
+            return None
+        if self.max_products is not None and len(self.products_seen) >= self.max_products:
+            raise CloseSpider("max_products")
+        self.products_seen.add(product.url)
+        hints = self.sitemap_images.get(product.url, [])
+        return ProductItem(product, sitemap_images=hints)
+
+    def count_new_links(self, url: str, links: Iterable[str]) -> int:
+        """Links this listing had not shown on its earlier pages (endless pagination ends)."""
+        seen = self.listing_links.setdefault(listing_key(url), set())
+        fresh = set(links) - seen
+        seen.update(fresh)
+        return len(fresh)
+
+    def follow(self, urls: Iterable[str], priority: int,
+               meta: dict[str, Any] | None = None) -> Iterator[scrapy.Request]:
+        limit_hit = (self.max_products is not None
+                     and len(self.products_seen) >= self.max_products)
+        for url in urls:
+            if limit_hit or url in self.links_seen or url in self.products_seen:
+                continue
+            self.links_seen.add(url)
+            yield scrapy.Request(url, self.parse_page, priority=priority, meta=dict(meta or {}),
+                                 errback=self.failed)
+
+
+def _is_html(response: Response) -> bool:
+    ctype = response.headers.get(b"Content-Type", b"").decode("latin-1").lower()
+    if ctype:
+        return "html" in ctype
+    return isinstance(response, scrapy.http.HtmlResponse)
+
+
+def _is_text(response: Response) -> bool:
+    return isinstance(response, scrapy.http.TextResponse)

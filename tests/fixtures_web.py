@@ -1,0 +1,171 @@
+"""Fixtures of the web tests: a tiny catalog with a real model, and the app on a free port.
+
+The model is trained once per session through the classifier's library API (3 classes of
+coloured shapes, the small 'seed' network, 32 px, 1 epoch: seconds, not minutes). Servers are
+uvicorn in a background thread of the test process, on 127.0.0.1 with a port the OS picked.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from catalog.db import Catalog, open_catalog
+from catalog.settings import Settings
+
+WEB_SHAPES = {
+    "Toys > Ball": ("circle", (220, 40, 40)),
+    "Home > Box": ("square", (40, 170, 60)),
+    "Home > Triangle": ("triangle", (40, 70, 220)),
+}
+PER_CLASS = 16
+MODEL_SIZE = 32
+# Small caps so the over-cap cases stay quick; the file cap is over Starlette's 1 MiB spool
+# threshold so the no-disk test means something.
+MAX_FILE = 2 * 1024 * 1024
+MAX_FILES = 4
+MAX_BODY = 5 * 1024 * 1024
+
+
+def shape_png(shape: str, colour: tuple[int, int, int], seed: int, size: int = 48,
+              fmt: str = "PNG") -> bytes:
+    """A coloured shape at a random place on a white, slightly noisy background."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    r = int(rng.integers(size // 4, size // 3))
+    cx, cy = (int(v) for v in rng.integers(r + 1, size - r - 1, 2))
+    box = (cx - r, cy - r, cx + r, cy + r)
+    if shape == "circle":
+        draw.ellipse(box, fill=colour)
+    elif shape == "square":
+        draw.rectangle(box, fill=colour)
+    else:
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
+    arr = np.asarray(img).astype(np.int16) + rng.integers(-6, 6, (size, size, 3))
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, fmt)
+    return buf.getvalue()
+
+
+def bomb_png(side: int = 12_000) -> bytes:
+    """A valid 1-bit PNG of side x side black pixels: ~20 KB that would decode to 144 Mpx."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    row = b"\x00" + b"\x00" * ((side + 7) // 8)
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+            + chunk(b"IEND", b""))
+
+
+def noise_png(side: int, seed: int = 0) -> bytes:
+    """An incompressible PNG of about 3 * side**2 bytes."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def build_web_catalog(catalog: Catalog) -> None:
+    from catalog.ingest import get_or_create_store, ingest_image, link_image, upsert_product
+    from catalog.labels import set_store_label
+
+    seed = 0
+    with catalog.session() as session:
+        store = get_or_create_store(session, "shapes", "http://shapes.test/")
+        for category, (shape, colour) in WEB_SHAPES.items():
+            for i in range(PER_CLASS):
+                seed += 1
+                url = f"http://shapes.test/{shape}/{i}"
+                product, _ = upsert_product(session, store.id, url, title=url,
+                                            category_path=category)
+                image = ingest_image(session, catalog.store,
+                                     shape_png(shape, colour, seed)).image
+                link_image(session, product.id, image.id, url + ".png")
+                set_store_label(session, product, category)
+
+
+@dataclass
+class WebModel:
+    home: Path
+    version: str
+    classes: list[str]
+
+
+@pytest.fixture(scope="session")
+def web_model(tmp_path_factory: pytest.TempPathFactory) -> WebModel:
+    """A home folder with a tiny shapes catalog and one trained, active model."""
+    from classifier.train import TrainConfig, train
+
+    home = tmp_path_factory.mktemp("web") / "home"
+    cat = open_catalog(Settings.load(home=home, env={}))
+    try:
+        build_web_catalog(cat)
+        result = train(cat, TrainConfig(image_size=MODEL_SIZE, arch="seed", epochs=1,
+                                        batch_size=16, seed=1, min_per_class=8, patience=1,
+                                        augment=False))
+        from classifier.predict import Classifier
+
+        classes = Classifier.load(cat).classes
+    finally:
+        cat.close()
+    return WebModel(home, result.version, list(classes))
+
+
+@dataclass
+class Served:
+    url: str
+    catalog: Catalog
+    model: WebModel
+
+
+def _serve(home: Path, model: WebModel, allow_save: bool) -> Iterator[Served]:
+    from classifier.predict import Classifier
+    from cli.web.app import WebConfig, create_app
+    from cli.web.server import start_in_thread
+    from cli.web.uploads import UploadLimits
+
+    cat = open_catalog(Settings.load(home=home, env={}))
+    running = None
+    try:
+        app = create_app(cat, Classifier.load(cat), WebConfig(
+            limits=UploadLimits(max_file_bytes=MAX_FILE, max_files=MAX_FILES,
+                                max_body_bytes=MAX_BODY),
+            allow_save=allow_save,
+        ))
+        running = start_in_thread(app)
+        yield Served(running.url, cat, model)
+    finally:
+        if running is not None:
+            running.stop()
+        cat.close()
+
+
+@pytest.fixture(scope="session")
+def web_server(web_model: WebModel) -> Iterator[Served]:
+    """The app (saving off) over real HTTP, shared by the read-only tests."""
+    yield from _serve(web_model.home, web_model, allow_save=False)
+
+
+@pytest.fixture
+def save_server(web_model: WebModel, tmp_path: Path) -> Iterator[Served]:
+    """The app with --allow-save on a private copy of the catalog."""
+    home = tmp_path / "home"
+    shutil.copytree(web_model.home, home)
+    yield from _serve(home, web_model, allow_save=True)

@@ -1,0 +1,237 @@
+"""Crawling the real demo storefront (a local HTTP server) into a fresh catalog."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from catalog.db import Catalog, open_catalog
+from catalog.labels import current_labels
+from catalog.models import CrawlRun, Image, ImageSource, Label, Product, ProductImage
+from catalog.settings import Settings
+from scraper.errors import BadStartUrl
+from scraper.report import CrawlReport
+from scraper.run import CrawlOptions, crawl, job_dir
+
+pytestmark = pytest.mark.slow
+
+# Fast but otherwise default: no AutoThrottle warm-up, short retry back-off.
+FAST = CrawlOptions(autothrottle=False, retry_backoff_s=0.05)
+
+
+def hits(server: Any) -> Counter[str]:
+    with server._lock:
+        return Counter(server.hits)
+
+
+def table_counts(cat: Catalog) -> dict[str, int]:
+    with cat.session() as s:
+        return {m.__tablename__: s.scalar(select(func.count()).select_from(m)) or 0
+                for m in (Product, Image, ProductImage, ImageSource, Label)}
+
+
+def image_requests(before: Counter[str], after: Counter[str]) -> int:
+    return sum(n for k, n in (after - before).items() if k.startswith("/images/"))
+
+
+@pytest.fixture(scope="module")
+def crawled(storefront: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Crawl the shop twice into one catalog; keep the reports and the server's counters."""
+    settings = Settings.load(home=tmp_path_factory.mktemp("crawl") / "home", env={})
+    cat = open_catalog(settings)
+    h0 = hits(storefront)
+    first = crawl(cat, storefront.url, options=FAST)
+    h1 = hits(storefront)
+    rows_after_first = table_counts(cat)
+    second = crawl(cat, storefront.url, options=FAST)
+    h2 = hits(storefront)
+    yield {"cat": cat, "first": first, "second": second, "h": (h0, h1, h2),
+           "rows": rows_after_first, "facts": storefront.facts(), "settings": settings}
+    cat.close()
+
+
+def normalised(title: str) -> str:
+    return " ".join(title.split())
+
+
+def test_every_product_is_stored_exactly(crawled: dict[str, Any]) -> None:
+    facts, cat = crawled["facts"], crawled["cat"]
+    fixtures = facts.fixtures
+    # Pages that give no sku/brand in any structured markup (OpenGraph only, broken JSON-LD).
+    unstructured = set(fixtures["markup"]["opengraph"]) | {fixtures["malformed_jsonld"]}
+    with cat.session() as s:
+        stored = {p.url: p for p in s.scalars(select(Product))}
+    assert len(stored) == len(facts.products) == 372
+    for pid, want in facts.products.items():
+        p = stored[want["url"]]
+        assert normalised(p.title) == normalised(want["title"]), pid
+        assert p.price == want["price"] and p.currency == "EUR", pid
+        assert p.category_path == want["category"], pid
+        if pid in unstructured:
+            assert (p.external_id, p.brand) == (None, None), pid
+        else:
+            assert (p.external_id, p.brand) == (want["sku"], want["brand"]), pid
+
+
+def test_categories_become_store_labels(crawled: dict[str, Any]) -> None:
+    facts, cat = crawled["facts"], crawled["cat"]
+    with cat.session() as s:
+        labels = list(current_labels(s))
+        assert all(label.source == "store" for label in labels)
+        counts = Counter(label.category for label in labels)
+        urls = set(s.scalars(select(Product.url).where(Product.category_path.is_(None))))
+    assert dict(counts) == facts.category_counts
+    # Products without a category are stored, unlabelled: the classifier predicts them.
+    assert urls == {facts.products[pid]["url"] for pid in facts.uncategorised}
+    assert len(urls) == 32
+
+
+def test_images_stored_once_and_linked(crawled: dict[str, Any]) -> None:
+    facts, cat = crawled["facts"], crawled["cat"]
+    truncated = facts.products[facts.fixtures["truncated_image"]]["image_urls"][0]
+    good_urls = {u for u in facts.image_sha256 if u != truncated}
+    with cat.session() as s:
+        links = s.execute(select(Product.url, ProductImage.source_url, Image.sha256)
+                          .join(ProductImage, ProductImage.product_id == Product.id)
+                          .join(Image, Image.id == ProductImage.image_id)).all()
+        stored = s.scalar(select(func.count()).select_from(Image)
+                          .where(Image.rejected_reason.is_(None)))
+    assert {src for _, src, _ in links} == good_urls
+    assert all(facts.image_sha256[src] == sha for _, src, sha in links)
+    assert stored == len({facts.image_sha256[u] for u in good_urls})
+    # The same bytes under two URLs are one image linked to both products.
+    a, b = (facts.products[i]["url"] for i in facts.fixtures["same_image_bytes"])
+    shas = {url: sha for url, _, sha in links}
+    assert shas[a] == shas[b]
+    for path in {p for p in crawled["settings"].images_dir.rglob("*") if p.is_file()}:
+        assert not path.name.startswith(".tmp-")
+    first = crawled["first"]
+    assert first.images_new == stored
+    assert first.images_new + first.images_duplicate + first.images_known == len(links)
+
+
+def test_bad_images_are_rejected_with_reasons(crawled: dict[str, Any]) -> None:
+    facts, cat, first = crawled["facts"], crawled["cat"], crawled["first"]
+    truncated = facts.products[facts.fixtures["truncated_image"]]["image_urls"][0]
+    missing = facts.products[facts.fixtures["missing_image"]]["image_urls"][0]
+    with cat.session() as s:
+        sources = {src.url: src for src in s.scalars(select(ImageSource))}
+        bad = s.get_one(Image, sources[truncated].image_id)
+    assert bad.rejected_reason.startswith("truncated") and bad.path is None
+    assert sources[missing].image_id is None and sources[missing].status == 404
+    assert sources[missing].error == "http-404"
+    assert dict(first.rejections) == {truncated: bad.rejected_reason, missing: "http-404"}
+    assert first.images_rejected == 2 and first.errors == 0
+
+
+def test_same_image_url_is_downloaded_once(crawled: dict[str, Any]) -> None:
+    facts = crawled["facts"]
+    h0, h1, _ = crawled["h"]
+    a, b = (facts.products[i]["image_urls"] for i in facts.fixtures["same_image_url"])
+    assert a == b
+    assert (h1 - h0)[urlsplit(a[0]).path] == 1
+
+
+def test_crawl_is_polite(crawled: dict[str, Any], storefront: Any) -> None:
+    h0, h1, _ = crawled["h"]
+    assert (h1 - h0)["/account/"] == 0  # disallowed in robots.txt
+    assert (h1 - h0)["/robots.txt"] >= 1
+    agents = {ua for _m, _t, _s, ua in list(storefront.log)}
+    assert crawled["settings"].user_agent in agents
+
+
+def test_second_crawl_changes_nothing(crawled: dict[str, Any]) -> None:
+    cat, second = crawled["cat"], crawled["second"]
+    _, h1, h2 = crawled["h"]
+    assert table_counts(cat) == crawled["rows"]
+    assert image_requests(h1, h2) == 0  # every image URL was stored: none fetched again
+    assert (second.products_new, second.products_updated, second.products_unchanged) == (0, 0, 372)
+    assert (second.images_new, second.images_duplicate, second.images_rejected) == (0, 0, 0)
+    assert second.errors == 0 and second.status == "finished"
+
+
+def test_crawl_runs_rows_keep_counters(crawled: dict[str, Any]) -> None:
+    cat, first = crawled["cat"], crawled["first"]
+    with cat.session() as s:
+        runs = s.scalars(select(CrawlRun).order_by(CrawlRun.id)).all()
+    assert [r.status for r in runs][:2] == ["finished", "finished"]
+    run = runs[0]
+    assert run.id == first.run_id and run.finished_at is not None and run.kind == "crawl"
+    assert (run.pages, run.products_new, run.images_new, run.images_rejected, run.errors) == (
+        first.pages, 372, first.images_new, 2, 0)
+    assert runs[1].products_new == 0 and runs[1].settings["extra_counters"]["products_unchanged"]
+
+
+def test_revalidation_uses_conditional_requests(crawled: dict[str, Any], storefront: Any) -> None:
+    """Stored image URLs older than revalidate_days are asked again; unchanged ones get 304."""
+    cat = crawled["cat"]
+    rows = table_counts(cat)
+    before = len(storefront.log)
+    report = crawl(cat, storefront.url, options=CrawlOptions(
+        autothrottle=False, retry_backoff_s=0.05, revalidate_days=0))
+    statuses = Counter(status for _m, target, status, _ua in list(storefront.log)[before:]
+                       if target.startswith("/images/"))
+    assert statuses[304] >= 360 and statuses[200] == 0
+    assert report.images_new == 0 and report.products_new == 0
+    assert table_counts(cat) == rows
+
+
+# --------------------------------------------------------------------------- limits, resume
+
+
+def test_max_products_stops_the_crawl(storefront: Any, settings: Settings) -> None:
+    report = crawl(settings, storefront.url, max_products=7, store_name="Demo", options=FAST)
+    assert report.status == "max_products"
+    with open_catalog(settings) as cat, cat.session() as s:
+        assert s.scalar(select(func.count()).select_from(Product)) == 7
+        assert s.scalar(select(func.count()).select_from(CrawlRun)) == 1
+    assert not job_dir(settings, "Demo").exists()  # a finished crawl leaves no job folder
+
+
+def test_interrupted_crawl_resumes(storefront: Any, settings: Settings) -> None:
+    main = threading.current_thread()
+
+    def interrupt(report: CrawlReport) -> None:
+        if threading.current_thread() is main and report.products >= 40:
+            raise KeyboardInterrupt
+
+    with open_catalog(settings) as cat:
+        with pytest.raises(KeyboardInterrupt):
+            crawl(cat, storefront.url, store_name="Demo", progress=interrupt, options=FAST)
+        assert job_dir(settings, "Demo").exists()
+        with cat.session() as s:
+            partial = s.scalar(select(func.count()).select_from(Product))
+            assert s.scalar(select(CrawlRun.status)) == "interrupted"
+        assert 40 <= partial < 372
+        resumed = crawl(cat, storefront.url, store_name="Demo", resume=True, options=FAST)
+        with cat.session() as s:
+            assert s.scalar(select(func.count()).select_from(Product)) == 372
+    # Pages fetched before the interruption are not fetched again.
+    assert resumed.products_new == 372 - partial and resumed.products_unchanged == 0
+
+
+@pytest.mark.parametrize("url", ["ftp://shop.example/", "http://", "https:///x", "  "])
+def test_bad_start_url_is_refused(url: str, settings: Settings) -> None:
+    with pytest.raises(BadStartUrl):
+        crawl(settings, url)
+    assert not (settings.home / "catalog.db").exists()
+
+
+def test_bad_max_products_is_refused(settings: Settings) -> None:
+    with pytest.raises(BadStartUrl, match="max-products"):
+        crawl(settings, "https://shop.example/", max_products=0)
+
+
+def test_cli_crawl_prints_a_summary(storefront: Any, cli: Callable[..., Any]) -> None:
+    result = cli("crawl", storefront.url, "--max-products", "5", "--store-name", "demo")
+    assert result.exit_code == 0, result.output
+    assert "products new 5" in " ".join(result.output.split())
+    again = cli("crawl", "ftp://nowhere")
+    assert again.exit_code == 1
+    assert "give an http(s) URL" in again.output
