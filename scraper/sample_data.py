@@ -143,6 +143,10 @@ def build_store(
     benchmarks.
     """
     source_dir, out_dir = Path(source_dir).resolve(), Path(out_dir)
+    if out_dir.resolve() == source_dir:
+        raise InvalidInput(f"write the store somewhere else than its source {source_dir}")
+    if limit is not None and limit < 1:
+        raise InvalidInput(f"limit must be at least 1, not {limit}")
     rows = read_products(source_dir)
     if not rows:
         raise InvalidInput(f"no products with images in {source_dir}")

@@ -495,12 +495,12 @@ class Shop:
 
     def _add_faults(self, faults: Faults) -> None:
         labelled = [p for p in self.products if p.get("category") and p["images"]]
-        if faults.slow_delay > 0 and faults.slow_every > 0:
+        if faults.slow_delay > 0 and faults.slow_every > 0 and labelled:
             self.slow_pages = {p["slug"] for p in labelled[:: faults.slow_every]}
             self.faults_info["slow"] = {"slugs": sorted(self.slow_pages),
                                         "delay": faults.slow_delay}
-        if faults.flaky_500:
-            flaky = labelled[1]
+        if faults.flaky_500 and labelled:
+            flaky = labelled[1 % len(labelled)]
             self.flaky_pages = {flaky["slug"]}
             self.faults_info["flaky_500"] = self._info(flaky, "500 on the first request, then 200")
         if faults.endless_pagination:
@@ -794,7 +794,12 @@ class StoreServer:
         self._internal: _Server | None = None
         internal_url = ""
         if faults is not None and faults.redirect_internal:
-            self._internal = _internal_server(self.port)
+            try:
+                self._internal = _internal_server(self.port)
+            except OSError as exc:
+                self._httpd.server_close()
+                raise InvalidInput(f"cannot listen on {INTERNAL_HOST} for the redirect fault "
+                                   f"({exc.strerror or exc}); use redirect_internal=False") from exc
             self._internal.owner = self  # type: ignore[attr-defined]
             internal_url = f"http://{INTERNAL_HOST}:{self._internal.socket.getsockname()[1]}"
         self.internal_url = internal_url

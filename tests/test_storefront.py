@@ -517,6 +517,16 @@ def test_build_refuses_bad_sources(source, tmp_path):
         build_store(tmp_path / "nowhere", tmp_path / "out")
     with pytest.raises(InvalidInput, match="only 8 products of Topwear"):
         build_store(source, tmp_path / "out", sample=SampleSpec(CLASSES, per_class=20))
+    with pytest.raises(InvalidInput, match="somewhere else than its source"):
+        build_store(source, source, sample=SampleSpec(CLASSES, per_class=2))
+    assert len(list((source / "images").iterdir())) == 64  # nothing deleted
+    with pytest.raises(InvalidInput, match="limit must be at least 1"):
+        build_store(source, tmp_path / "out", limit=0)
+    no_images = tmp_path / "no-images"
+    no_images.mkdir()
+    (no_images / "products.csv").write_bytes((source / "products.csv").read_bytes())
+    with pytest.raises(InvalidInput, match="no products with images"):
+        build_store(no_images, tmp_path / "out")
     (source / "products.csv").write_text("id,name\n1,x\n")
     with pytest.raises(InvalidInput, match="lacks columns"):
         build_store(source, tmp_path / "out")
