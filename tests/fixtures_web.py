@@ -8,15 +8,24 @@ uvicorn in a background thread of the test process, on 127.0.0.1 with a port the
 from __future__ import annotations
 
 import io
+import os
+import re
 import shutil
+import signal
 import struct
+import subprocess
+import sys
+import threading
+import time
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import requests
 
 from catalog.db import Catalog, open_catalog
 from catalog.settings import Settings
@@ -120,12 +129,9 @@ def web_model(tmp_path_factory: pytest.TempPathFactory) -> WebModel:
         result = train(cat, TrainConfig(image_size=MODEL_SIZE, arch="seed", epochs=1,
                                         batch_size=16, seed=1, min_per_class=8, patience=1,
                                         augment=False))
-        from classifier.predict import Classifier
-
-        classes = Classifier.load(cat).classes
     finally:
         cat.close()
-    return WebModel(home, result.version, list(classes))
+    return WebModel(home, result.version, list(result.classes))
 
 
 @dataclass
@@ -133,6 +139,7 @@ class Served:
     url: str
     catalog: Catalog
     model: WebModel
+    classifier: Any  # the loaded classifier.predict.Classifier the app serves
 
 
 def _serve(home: Path, model: WebModel, allow_save: bool) -> Iterator[Served]:
@@ -144,13 +151,14 @@ def _serve(home: Path, model: WebModel, allow_save: bool) -> Iterator[Served]:
     cat = open_catalog(Settings.load(home=home, env={}))
     running = None
     try:
-        app = create_app(cat, Classifier.load(cat), WebConfig(
+        clf = Classifier.load(cat)
+        app = create_app(cat, clf, WebConfig(
             limits=UploadLimits(max_file_bytes=MAX_FILE, max_files=MAX_FILES,
                                 max_body_bytes=MAX_BODY),
             allow_save=allow_save,
         ))
         running = start_in_thread(app)
-        yield Served(running.url, cat, model)
+        yield Served(running.url, cat, model, clf)
     finally:
         if running is not None:
             running.stop()
@@ -158,8 +166,9 @@ def _serve(home: Path, model: WebModel, allow_save: bool) -> Iterator[Served]:
 
 
 @pytest.fixture(scope="session")
-def web_server(web_model: WebModel) -> Iterator[Served]:
-    """The app (saving off) over real HTTP, shared by the read-only tests."""
+def web_server(web_model: WebModel, cli_server_started: CliServer) -> Iterator[Served]:
+    """The app (saving off) over real HTTP, shared by the read-only tests. (It asks for the CLI
+    server only to launch that early.)"""
     yield from _serve(web_model.home, web_model, allow_save=False)
 
 
@@ -169,3 +178,75 @@ def save_server(web_model: WebModel, tmp_path: Path) -> Iterator[Served]:
     home = tmp_path / "home"
     shutil.copytree(web_model.home, home)
     yield from _serve(home, web_model, allow_save=True)
+
+
+@dataclass
+class CliServer:
+    home: Path
+    proc: subprocess.Popen
+    output: list[str] = field(default_factory=list)
+    found: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.found[0]
+
+    def read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            m = re.search(r"at (http://127\.0\.0\.1:\d+)", line)
+            if m and not self.found:
+                self.found.append(m.group(1))
+
+    def wait_ready(self, timeout: float = 120.0) -> CliServer:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self.found:
+                try:
+                    if requests.get(self.url + "/api/health", timeout=5).status_code == 200:
+                        return self
+                except requests.ConnectionError:
+                    pass
+            time.sleep(0.1)
+        raise RuntimeError("slashcat serve did not start:\n" + "".join(self.output[-30:]))
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """Ctrl+C, as a person would; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="session")
+def cli_server_started(web_model: WebModel,
+                       tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliServer]:
+    """Launch the real `slashcat serve --port 0 --allow-save` in a subprocess, on a copy of the
+    home, without waiting: its start-up (TensorFlow, the model) overlaps the API tests."""
+    home = tmp_path_factory.mktemp("cli") / "home"
+    shutil.copytree(web_model.home, home)
+    exe = Path(sys.executable).with_name("slashcat")
+    env = {**os.environ, "COLUMNS": "300", "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [str(exe), "--home", str(home), "serve", "--port", "0", "--allow-save"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    server = CliServer(home, proc)
+    threading.Thread(target=server.read, daemon=True).start()
+    try:
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture
+def cli_server(cli_server_started: CliServer) -> CliServer:
+    """The `slashcat serve` subprocess, ready to answer."""
+    return cli_server_started.wait_ready()

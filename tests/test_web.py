@@ -4,7 +4,11 @@ end-to-end run in a real headless Chromium."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -14,15 +18,20 @@ from fixtures_web import (
     MAX_BODY,
     MAX_FILE,
     MAX_FILES,
+    PER_CLASS,
     WEB_SHAPES,
+    CliServer,
     Served,
+    WebModel,
     bomb_png,
     noise_png,
     shape_png,
 )
 from sqlalchemy import func, select
 
+from catalog.db import open_catalog
 from catalog.models import Image, Label, Product, Store
+from catalog.settings import Settings
 
 TIMEOUT = 30
 
@@ -96,10 +105,8 @@ def test_classify_many_keeps_order_and_top_k_param(web_server: Served) -> None:
 
 
 def test_same_answer_as_the_library(web_server: Served) -> None:
-    from classifier.predict import Classifier
-
     data = ball(777)
-    expected = Classifier.load(web_server.catalog).classify_bytes(data, 3)
+    expected = web_server.classifier.classify_bytes(data, 3)  # the library, no HTTP
     got = post(web_server, [("x.png", data)]).json()["results"][0]["top_k"]
     assert [g["category"] for g in got] == [c for c, _ in expected]
     assert [g["confidence"] for g in got] == pytest.approx([p for _, p in expected], abs=1e-4)
@@ -161,6 +168,27 @@ def test_oversized_request_is_413(web_server: Served) -> None:
     assert error_of(r)["code"] == "request-too-large"
 
 
+def test_oversized_chunked_request_is_413(web_server: Served) -> None:
+    """Without a Content-Length the cap is counted as the bytes arrive."""
+    boundary = "slashcat-test-boundary"
+    part = b"\xff\xd8\xff" + b"\x00" * (MAX_FILE - 100_000)
+
+    def body():
+        for i in range(3):
+            yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
+                   f"filename=\"{i}.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n").encode()
+            for at in range(0, len(part), 64 * 1024):
+                yield part[at:at + 64 * 1024]
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
+    r = requests.post(web_server.url + "/api/classify", data=body(), timeout=TIMEOUT,
+                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert "content-length" not in {k.lower() for k in r.request.headers}
+    assert r.status_code == 413
+    assert error_of(r)["code"] == "request-too-large"
+
+
 def test_too_many_files_is_400(web_server: Served) -> None:
     r = post(web_server, [(f"{i}.png", ball(i)) for i in range(MAX_FILES + 1)])
     assert r.status_code == 400
@@ -206,7 +234,7 @@ def test_uploads_never_touch_the_disk(web_server: Served, tmp_path: Path,
     images = web_server.catalog.settings.images_dir
     with web_server.catalog.session() as session:
         stored = session.scalar(select(func.count()).select_from(Image))
-    assert stored == 3 * 16  # the training images only: classify stores nothing
+    assert stored == len(WEB_SHAPES) * PER_CLASS  # the training images: classify stores none
     assert sum(1 for p in images.rglob("*") if p.is_file()) == stored
 
 
@@ -337,12 +365,15 @@ def browser_or_skip():
     return sync_playwright
 
 
-def test_page_in_headless_chromium(save_server: Served, tmp_path: Path) -> None:
+def test_page_in_headless_chromium(cli_server: CliServer, web_model: WebModel,
+                                   tmp_path: Path) -> None:
+    """The real `slashcat serve --allow-save`, driven by a real browser: upload, read, save."""
     sync_playwright = browser_or_skip()
     good = tmp_path / "red-ball.png"
     good.write_bytes(ball(31))
     bad = tmp_path / "notes.jpg"
     bad.write_text("<html>this is not an image</html>\n")
+    shot = tmp_path / "web-page.png"
     requested: list[str] = []
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
@@ -352,10 +383,10 @@ def test_page_in_headless_chromium(save_server: Served, tmp_path: Path) -> None:
         try:
             page = context.new_page()
             page.on("request", lambda req: requested.append(req.url))
-            page.goto(save_server.url + "/")
+            page.goto(cli_server.url + "/")
             page.wait_for_function(
                 "document.querySelector('#model-version').textContent !== '…'", timeout=15_000)
-            assert page.text_content("#model-version") == save_server.model.version
+            assert page.text_content("#model-version") == web_model.version
             page.set_input_files("#picker", [str(good), str(bad)])
             page.wait_for_selector(".result.done .guess .category", timeout=15_000)
             page.wait_for_selector(".result.failed .error", timeout=15_000)
@@ -365,7 +396,7 @@ def test_page_in_headless_chromium(save_server: Served, tmp_path: Path) -> None:
             confidences = done.locator(".guess .confidence").all_text_contents()
             assert len(categories) == 3 and set(categories) <= set(WEB_SHAPES)
             assert all(c.endswith("%") for c in confidences)
-            assert done.locator(".version").text_content() == save_server.model.version
+            assert done.locator(".version").text_content() == web_model.version
             assert done.locator(".thumb img").evaluate("img => img.naturalWidth") == 48
             error = page.locator(".result.failed .error").text_content() or ""
             assert "notes.jpg" in error and "not-an-image" in error
@@ -376,11 +407,87 @@ def test_page_in_headless_chromium(save_server: Served, tmp_path: Path) -> None:
             done.locator("button[type=submit]").click()
             page.wait_for_selector(".save-status.saved", timeout=15_000)
             assert "Home > Triangle" in (done.locator(".save-status").text_content() or "")
-            page.screenshot(path=str(tmp_path / "web-page.png"), full_page=True)
+            page.screenshot(path=str(shot), full_page=True)
+            # the API docs render offline: Swagger UI comes from the app, not a CDN
+            page.goto(cli_server.url + "/docs")
+            page.wait_for_selector(".swagger-ui .opblock-summary-path", timeout=15_000)
+            paths = page.locator(".opblock-summary-path").all_text_contents()
+            assert {"/api/classify", "/api/health", "/api/save"} <= {p.strip() for p in paths}
+            page.screenshot(path=str(tmp_path / "docs-page.png"))
         finally:
             context.close()
-    assert (tmp_path / "web-page.png").stat().st_size > 5000
-    assert all(u.startswith((save_server.url, "blob:", "data:")) for u in requested), requested
-    with save_server.catalog.session() as session:
-        label = session.scalars(select(Label).order_by(Label.id.desc())).first()
-    assert label is not None and label.source == "human"
+    assert shot.stat().st_size > 5000
+    assert all(u.startswith((cli_server.url, "blob:", "data:")) for u in requested), requested
+    assert cli_server.stop() == 0, "".join(cli_server.output[-20:])
+    cat = open_catalog(Settings.load(home=cli_server.home, env={}))
+    try:
+        with cat.session() as session:
+            label = session.scalars(select(Label).order_by(Label.id.desc())).first()
+            assert label is not None and (label.source, label.author) == ("human", "web")
+            product = session.get_one(Product, label.product_id)
+            assert product.store.name == "uploads"
+    finally:
+        cat.close()
+
+
+# ---- the command ----
+
+
+def test_help_does_not_load_the_web_stack() -> None:
+    code = (
+        "import sys\n"
+        "sys.argv = ['slashcat', 'serve', '--help']\n"
+        "from cli.app import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = {'fastapi', 'uvicorn', 'starlette', 'tensorflow', 'keras'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "COLUMNS": "200"}, cwd=Path(__file__).parents[1])
+    assert r.returncode == 0, r.stderr
+    assert "Example: slashcat serve --port 8000" in r.stdout
+    assert "--allow-save" in r.stdout and "127.0.0.1" in r.stdout
+
+
+def test_serve_without_a_model_is_one_line(cli, catalog) -> None:
+    r = cli("serve", "--port", "0")
+    assert r.exit_code == 1
+    assert "no active model" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_serve_unknown_model_and_busy_port(cli, web_model: WebModel) -> None:
+    r = cli("serve", "--port", "0", "--model", "v99", home_dir=web_model.home)
+    assert r.exit_code == 1 and "no model 'v99'" in r.output
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = cli("serve", "--port", str(port), home_dir=web_model.home)
+    assert r.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in r.output and "Traceback" not in r.output
+    r = cli("serve", "--max-files", "0", home_dir=web_model.home)
+    assert r.exit_code == 1 and "--max-files" in r.output
+
+
+def test_concurrent_requests_get_their_own_answers(web_server: Served) -> None:
+    """Concurrent requests share batched model calls; each must get its own images' answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clf = web_server.classifier
+    shapes = list(WEB_SHAPES.items())
+    jobs = []
+    for i in range(12):
+        _, (shape, colour) = shapes[i % 3]
+        n = 1 + i % 3
+        jobs.append([shape_png(shape, colour, 900 + 10 * i + j) for j in range(n)])
+
+    def send(blobs: list[bytes]) -> list[list[str]]:
+        r = post(web_server, [(f"{k}.png", b) for k, b in enumerate(blobs)])
+        assert r.status_code == 200, r.text
+        return [[g["category"] for g in x["top_k"]] for x in r.json()["results"]]
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(send, jobs))
+    for blobs, got in zip(jobs, answers, strict=True):
+        assert got == [[c for c, _ in clf.classify_bytes(b, 3)] for b in blobs]

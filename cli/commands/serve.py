@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import typer
 
 from cli.state import state, user_errors
@@ -28,6 +31,7 @@ def serve(
     Uploads stay in memory and are checked by content; nothing is written unless saved.
     Example: slashcat serve --port 8000
     """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter quiet
     from catalog.errors import InvalidInput
     from classifier.predict import Classifier
     from cli.web.app import LOOPBACK_HOSTS, WebConfig, create_app
@@ -60,7 +64,10 @@ def serve(
         f"Serving model [bold]{classifier.version}[/] ({len(classifier.classes)} classes) at "
         f"[bold]{url_of(sock)}[/]  (API docs at /docs; Ctrl+C to stop)", highlight=False,
     )
-    run(app, sock, log_level="warning" if st.settings.quiet else "info")
+    # uvicorn shuts down gracefully on Ctrl+C, then re-raises it: that is a normal stop here.
+    with contextlib.suppress(KeyboardInterrupt):
+        run(app, sock, log_level="warning" if st.settings.quiet else "info")
+    st.err.print("Stopped.")
 
 
 def register(app: typer.Typer) -> None:

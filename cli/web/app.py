@@ -125,12 +125,18 @@ class LimitsInfo(BaseModel):
     max_request_bytes: int
 
 
+class Batching(BaseModel):
+    model_calls: int = Field(description="Batched model calls since start-up.")
+    requests_served: int = Field(description="Classify requests those calls answered.")
+
+
 class Health(BaseModel):
     status: str
     model: ModelInfo
     top_k: int
     limits: LimitsInfo
     allow_save: bool
+    batching: Batching
 
 
 class Saved(BaseModel):
@@ -153,14 +159,34 @@ def rejected_info(exc: ImageRejected, filename: str) -> ErrorInfo:
     return ErrorInfo(code=exc.reason, message=f"{filename}: {exc}", status=status)
 
 
+@dataclass
+class _Job:
+    images: Any  # np.ndarray (n, size, size, 3)
+    done: threading.Event = field(default_factory=threading.Event)
+    probs: Any = None
+    error: BaseException | None = None
+
+
 class Predictor:
-    """The warm model behind a lock; decoding and validation run outside it, in parallel."""
+    """The warm model, shared by the request threads.
+
+    Decoding and validation run in each request's thread, in parallel. The model runs one
+    batch at a time: a thread that gets the model lock predicts every image waiting at that
+    moment (its own and other requests'), so concurrent requests share one batched call.
+    """
+
+    MAX_BATCH = 64
 
     def __init__(self, classifier: Classifier) -> None:
         self.classifier = classifier
-        self._lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._pending: list[_Job] = []
+        self.batches = 0  # model calls
+        self.jobs = 0  # requests they served
 
     def classify(self, blobs: Sequence[bytes], top_k: int) -> list[Any]:
+        """For each blob its top-k [(category, probability)] or the ImageRejected."""
         import numpy as np
 
         clf = self.classifier
@@ -175,13 +201,50 @@ class Predictor:
         good = [p for p in prepared if not isinstance(p, ImageRejected)]
         if not good:
             return prepared
-        with self._lock:
-            probs = clf.probabilities(np.stack(good))
+        probs = self._probabilities(np.stack(good))
         ranked = iter(clf.top_k(probs, top_k))
         return [p if isinstance(p, ImageRejected) else next(ranked) for p in prepared]
 
-    def warm_up(self) -> None:
-        """One prediction, so the first user request does not pay for tracing the model."""
+    def _probabilities(self, images: Any) -> Any:
+        job = _Job(images)
+        with self._queue_lock:
+            self._pending.append(job)
+        while not job.done.is_set():
+            with self._model_lock:
+                if job.done.is_set():
+                    break
+                with self._queue_lock:
+                    batch, size = [], 0
+                    while self._pending and (not batch or size + len(self._pending[0].images)
+                                             <= self.MAX_BATCH):
+                        batch.append(self._pending.pop(0))
+                        size += len(batch[-1].images)
+                self._run(batch)
+        if job.error is not None:
+            raise job.error
+        return job.probs
+
+    def _run(self, batch: list[_Job]) -> None:
+        import numpy as np
+
+        try:
+            probs = self.classifier.probabilities(np.concatenate([j.images for j in batch]))
+            self.batches += 1
+            self.jobs += len(batch)
+            start = 0
+            for j in batch:
+                j.probs = probs[start:start + len(j.images)]
+                start += len(j.images)
+        except BaseException as exc:
+            for j in batch:
+                j.error = exc
+        finally:
+            for j in batch:
+                j.done.set()
+
+    def warm_up(self, batch_sizes: Sequence[int] = (1, 2, 4, 8)) -> None:
+        """Predict once per batch size, so no user request pays for tracing the model."""
+        import numpy as np
         from PIL import Image
 
         buf = io.BytesIO()
@@ -190,6 +253,10 @@ class Predictor:
         result = self.classify([buf.getvalue()], 1)[0]
         if isinstance(result, ImageRejected):
             log.warning("warm-up image refused: %s", result)
+            return
+        one = self.classifier.prepare(buf.getvalue())[None]
+        for n in batch_sizes:
+            self.classifier.probabilities(np.repeat(one, n, axis=0))
 
 
 class SecurityHeaders:
@@ -328,7 +395,9 @@ def create_app(catalog: Catalog, classifier: Classifier, config: WebConfig = Web
         """The loaded model (version, image size, classes), the upload caps and whether saving
         to the catalog is on."""
         return Health(status="ok", model=model_info, top_k=config.top_k, limits=limits_info,
-                      allow_save=config.allow_save)
+                      allow_save=config.allow_save,
+                      batching=Batching(model_calls=predictor.batches,
+                                        requests_served=predictor.jobs))
 
     errors_doc: dict[int | str, dict[str, Any]] = {
         s: {"model": ErrorBody, "description": d} for s, d in [

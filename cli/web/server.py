@@ -30,7 +30,9 @@ def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
     except socket.gaierror as exc:
         raise InvalidInput(f"cannot resolve --host {host!r}: {exc.strerror}") from None
     family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto must say TCP: asyncio sets TCP_NODELAY on accepted sockets only then, and without
+    # it a kept-alive connection waits ~40 ms (Nagle vs delayed ACK) on every response.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
