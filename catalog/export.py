@@ -216,10 +216,11 @@ def _rows(session: Session, options: ExportOptions, store_id: int | None) -> Ite
     products = stream(_products_query(store_id, model))
     images = _Follower(_first(stream(_images_query(store_id))))
     labels = _Follower(_current(stream(_labels_query(store_id))))
+    filtered = options.only_reviewed or options.min_confidence is not None
     for row in products:
         pid = row[0]
         out = _final(row, images.take(pid), labels.take(pid), version)
-        if _keep(out, options):
+        if not filtered or _keep(out, options):
             yield out
 
 

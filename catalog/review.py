@@ -110,13 +110,13 @@ def resolve_model(session: Session, version: str | None) -> Model:
     if version is not None:
         model = session.scalar(select(Model).where(Model.version == version))
         if model is None:
-            raise InvalidInput(f"unknown model version {version!r}; see 'slashcat stats'")
+            raise InvalidInput(f"unknown model version {version!r}; see 'slashcat models list'")
         return model
     model = session.scalar(
         select(Model).where(Model.active.is_(True)).order_by(Model.id.desc()).limit(1)
     )
     if model is None:
-        raise InvalidInput("no active model; train one or pass --model VERSION")
+        raise InvalidInput("no active model; train one ('slashcat train') or pass --model VERSION")
     return model
 
 

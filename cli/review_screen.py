@@ -64,7 +64,11 @@ def picture_size(image_class: type[Any] | None) -> tuple[int, int]:
     cols, rows = IMAGE_CELLS
     if image_class is None or image_class.__name__ in TEXT_MODES:
         return cols, rows * 2
+    import textual_image.renderable as tir
     from textual_image._terminal import get_cell_size
+
+    if image_class.__name__ == "AutoImage" and tir.Image in (tir.HalfcellImage, tir.UnicodeImage):
+        return cols, rows * 2
 
     cell = get_cell_size()
     return cols * cell.width, rows * cell.height
@@ -249,7 +253,11 @@ class ReviewApp(App[None]):
     # --- drawing -------------------------------------------------------------------------
 
     def show_card(self, status: Text | str = "") -> None:
-        item = self._current()
+        try:
+            item = self.review.current()
+        except SlashcatError as exc:  # e.g. the catalog is locked for a moment: keep the card
+            self.query_one("#status", Static).update(Text(str(exc), style="red"))
+            return
         top = self.query_one("#top", Static)
         position = f"{self.review.position} / {self.review.total}"
         top.update(Text.assemble(
@@ -323,13 +331,6 @@ class ReviewApp(App[None]):
             image.display = picture is not None
         placeholder.update("(no image)" if path is None or not images else "(image unreadable)")
         placeholder.display = picture is None
-
-    def _current(self) -> ReviewItem | None:
-        try:
-            return self.review.current()
-        except SlashcatError as exc:  # e.g. the catalog is locked for a moment
-            self.query_one("#status", Static).update(Text(str(exc), style="red"))
-            return None
 
     # --- actions -------------------------------------------------------------------------
 

@@ -203,3 +203,27 @@ def test_batch_accept_skips_human_decided_products(review_data: ReviewData) -> N
     with review_data.catalog.session() as s:
         assert accept_above(s, 0.95).per_category == {BAGS: 1}
         assert s.scalar(select(func.count(Label.id)).where(Label.source == "model-accepted")) == 1
+
+
+def test_a_locked_catalog_keeps_the_item_and_the_session(review_data: ReviewData) -> None:
+    import dataclasses
+    import sqlite3
+
+    from catalog.db import open_catalog
+    from catalog.errors import CatalogLocked
+
+    settings = dataclasses.replace(review_data.catalog.settings, busy_timeout_s=0.1)
+    cat = open_catalog(settings)
+    try:
+        rs = ReviewSession(cat, QueueFilter(below=0.7), "ann")
+        rs.current()
+        other = sqlite3.connect(settings.home / "catalog.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process is writing
+        with pytest.raises(CatalogLocked, match="locked"):
+            rs.accept()
+        assert (rs.position, names(review_data, rs.pending)) == (1, DEFAULT_QUEUE)
+        other.execute("ROLLBACK")
+        other.close()
+        assert rs.accept().accepted and rs.position == 2
+    finally:
+        cat.close()

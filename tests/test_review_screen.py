@@ -8,8 +8,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from fixtures_review import BAGS, TOP, WATCHES, ReviewData
 from sqlalchemy import select
 
 from catalog.labels import current_labels
-from catalog.models import Label
+from catalog.models import Image, Label
 from catalog.review import QueueFilter, ReviewSession, all_categories
 
 # textual-image still calls Pillow's deprecated Image.getdata; not ours to fix.
@@ -41,13 +41,15 @@ def human_labels(data: ReviewData) -> list[Label]:
 
 
 class Tmux:
-    def __init__(self, socket: str) -> None:
+    """A private tmux server (its socket in a folder of ours) with one 120x40 pane."""
+
+    def __init__(self, socket: Path) -> None:
         self.socket = socket
 
-    def run(self, *args: str) -> str:
+    def run(self, *args: str, check: bool = True) -> str:
         out = subprocess.run(
-            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True,
-            timeout=10,
+            ["tmux", "-S", str(self.socket), *args], capture_output=True, text=True,
+            check=check, timeout=10,
         )
         return out.stdout
 
@@ -57,15 +59,16 @@ class Tmux:
     def keys(self, *keys: str, literal: bool = False) -> None:
         self.run("send-keys", "-t", "review", *(["-l"] if literal else []), *keys)
 
-    def wait_for(self, *texts: str, timeout: float = 15.0) -> str:
+    def wait_for(self, *texts: str, absent: tuple[str, ...] = (), timeout: float = 15.0) -> str:
+        """Poll the pane until every text is on it and none of `absent` is."""
         deadline = time.monotonic() + timeout
         screen = ""
         while time.monotonic() < deadline:
             screen = self.screen()
-            if all(t in screen for t in texts):
+            if all(t in screen for t in texts) and not any(t in screen for t in absent):
                 return screen
             time.sleep(0.05)
-        raise AssertionError(f"never saw {texts!r} on the screen:\n{screen}")
+        raise AssertionError(f"never saw {texts!r} without {absent!r} on the screen:\n{screen}")
 
 
 def slashcat_command() -> list[str]:
@@ -80,7 +83,8 @@ def tmux(review_data: ReviewData) -> Iterator[Tmux]:
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed (.ci/run installs it)")
     home = review_data.catalog.settings.home
-    t = Tmux(f"slashcat-test-{uuid.uuid4().hex[:8]}")
+    folder = Path(tempfile.mkdtemp(prefix="sc-tmux-"))  # short: socket paths have a length limit
+    t = Tmux(folder / "sock")
     # COLUMNS/LINES from the test process would override the pane's real size.
     command = shlex.join(["env", "-u", "COLUMNS", "-u", "LINES", *slashcat_command(), "--home",
                           str(home), "review", "--images", "halfcell"])
@@ -90,7 +94,8 @@ def tmux(review_data: ReviewData) -> Iterator[Tmux]:
     try:
         yield t
     finally:
-        subprocess.run(["tmux", "-L", t.socket, "kill-server"], capture_output=True, timeout=10)
+        t.run("kill-server", check=False)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_review_in_a_real_terminal(review_data: ReviewData, tmux: Tmux) -> None:
@@ -109,8 +114,8 @@ def test_review_in_a_real_terminal(review_data: ReviewData, tmux: Tmux) -> None:
     tmux.keys("c")  # pick any category by filtering
     tmux.wait_for("type to filter")
     tmux.keys("watch", literal=True)
-    screen = tmux.wait_for("watch", "Accessories > Watches")  # lower-case: the filter box
-    assert "Apparel > Bottomwear" not in screen  # filtered out of the list
+    # Lower-case "watch" is the filter box; Bottomwear leaves the list once it is filtered.
+    tmux.wait_for("watch", "Accessories > Watches", absent=("Apparel > Bottomwear",))
     tmux.keys("Enter")
     tmux.wait_for("4 / 5", "Trail runner")
     assert current(review_data)["p9"] == (WATCHES, "human")
@@ -253,9 +258,27 @@ def test_bad_review_input(review_data: ReviewData, cli, args: list[str], message
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_help_is_fast_without_textual(tmp_path: Path) -> None:
+def test_loading_the_cli_does_not_import_textual() -> None:
     code = ("import sys; import cli.app; "
             "print(any(m.startswith(('textual', 'textual_image')) for m in sys.modules))")
+    root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                         check=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
     assert out.stdout.strip() == "False"
+
+
+def test_pilot_missing_image_file_shows_a_placeholder(review_data: ReviewData) -> None:
+    cat = review_data.catalog
+    with cat.session() as s:
+        path = s.get_one(Image, review_data.images["p0"]).path
+    cat.store.path(path).unlink()
+
+    async def script(pilot, app) -> None:  # type: ignore[no-untyped-def]
+        placeholder = app.query_one("#no-image")
+        assert placeholder.display and "unreadable" in str(placeholder.render())
+        await pilot.press("enter")  # still reviewable
+        await pilot.pause()
+        assert not app.query_one("#no-image").display
+
+    run_app(review_data, script)
+    assert current(review_data)["p0"] == (TOP, "human")

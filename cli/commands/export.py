@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 from pathlib import Path
@@ -45,7 +46,10 @@ def export(
     options = ExportOptions(fmt, min_confidence, only_reviewed, store, raw)
     with st.catalog().session() as session:
         validate(session, options)  # before the progress bar, so bad input is one line
-    with st.catalog().session() as session, progress_bar(st, "Exporting") as update:
+    # Rows on a terminal would tear a live progress bar apart: no bar then.
+    bar = (contextlib.nullcontext(lambda done, total: None)
+           if file == "-" and sys.stdout.isatty() else progress_bar(st, "Exporting"))
+    with st.catalog().session() as session, bar as update:
         def tick(done: int) -> None:
             update(done, None)  # type: ignore[arg-type]  # total unknown: a spinner-like bar
 
