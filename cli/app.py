@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
 from catalog.settings import Settings
 from cli.state import AppState
+
+# TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise to a user of the CLI.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 app = typer.Typer(
     name="slashcat",
