@@ -59,10 +59,11 @@ def _optional_commands() -> None:
 
     import cli.commands as pkg
 
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if info.name != "basic":
-            module = importlib.import_module(f"cli.commands.{info.name}")
-            module.register(app)
+    names = [m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "basic"]
+    # The order of the journey in --help; modules not listed come after, by name.
+    order = ["demo", "crawl", "store", "dedupe", "classify", "review", "export", "serve"]
+    for name in sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n)):
+        importlib.import_module(f"cli.commands.{name}").register(app)
 
 
 _register()

@@ -19,10 +19,9 @@ def demo(
     time_budget: float = typer.Option(2.0, "--time-budget", help="Minutes of training."),
     image_size: int = typer.Option(64, "--image-size", help="Training image size in pixels."),
 ) -> None:
-    """Run the whole job on the bundled sample shop: crawl, dedupe, train, evaluate, predict,
-    accept, export.
+    """Run the whole job on the bundled sample shop, from crawl to category CSV.
 
-    Needs no network beyond localhost. Running it again reuses the crawl and the model.
+    Crawl, dedupe, train, evaluate, predict, accept the confident, export. Needs no network beyond localhost. Running it again reuses the crawl and the model.
     Example: slashcat demo --home demo-data --time-budget 2
     """
     from catalog.settings import Settings
