@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,14 +37,21 @@ def serve(store_dir: str, ports: mp.Queue, stop: mp.Event) -> None:  # type: ign
         stop.wait()
 
 
-def crawl_once(url: str, work: Path, index: int) -> tuple[float, object]:
+def crawl_once(url: str, work: Path, index: int) -> tuple[float, float, object]:
+    """One crawl into a fresh catalog: (wall seconds, this process's CPU seconds, report)."""
     from catalog.settings import Settings
     from scraper.run import crawl
 
     settings = Settings.load(home=work / f"home-{index}", env={})
-    started = time.perf_counter()
+    cpu, started = cpu_seconds(), time.perf_counter()
     report = crawl(settings, url)
-    return time.perf_counter() - started, report
+    return time.perf_counter() - started, cpu_seconds() - cpu, report
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process, all threads (not the shop's process or the row writer's)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def scrapy_bench_pages_per_s(seconds: int = 10) -> float:
@@ -81,7 +90,7 @@ def main() -> None:
     rates, request_rates = [], []
     try:
         for i in range(args.repeats):
-            elapsed, report = crawl_once(url, work, i)
+            elapsed, cpu, report = crawl_once(url, work, i)
             requests = report.pages + report.images_new + report.images_duplicate + (  # type: ignore[attr-defined]
                 report.images_rejected)  # type: ignore[attr-defined]
             rate = report.products / elapsed  # type: ignore[attr-defined]
@@ -89,7 +98,8 @@ def main() -> None:
             request_rates.append(requests / elapsed)
             print(f"crawl {i + 1}: {report.products:,} products, {report.pages:,} pages, "  # type: ignore[attr-defined]
                   f"{report.images_new:,} new images, {report.errors} errors in "  # type: ignore[attr-defined]
-                  f"{elapsed:.1f} s = {rate:.1f} products/s ({requests / elapsed:.1f} requests/s)")
+                  f"{elapsed:.1f} s = {rate:.1f} products/s ({requests / elapsed:.1f} requests/s); "
+                  f"crawler CPU {1000 * cpu / max(report.products, 1):.1f} ms/product")  # type: ignore[attr-defined]
     finally:
         stop.set()
         server.join(10)
@@ -98,6 +108,8 @@ def main() -> None:
     print(f"slashcat crawl: {ours:.1f} products/s median of {len(rates)} "
           f"({ours_req:.1f} requests/s); target >= 100 products/s")
     print(f"scrapy bench (anchor, same run): {anchor:.1f} pages/s")
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    print(f"load average at the end: {' '.join(load)} on {os.cpu_count()} cores")
     print(f"ratio: products/s / bench pages/s = {ours / anchor:.2f}; "
           f"requests/s / bench pages/s = {ours_req / anchor:.2f}")
 

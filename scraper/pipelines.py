@@ -7,6 +7,7 @@ writer), off the reactor, so pages keep downloading while images are hashed and 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ from scraper.persist import (
     save_product,
     skip_or_revalidate,
 )
+from scraper.writer import WriterProcess
 
 
 class FetchImagesPipeline:
@@ -90,29 +92,41 @@ class FetchImagesPipeline:
 class StoreProductPipeline:
     """One transaction per item through scraper.persist.save_product, in a writer thread."""
 
-    def __init__(self, crawler: Crawler, prepare_threads: int) -> None:
+    def __init__(self, crawler: Crawler, prepare_threads: int, use_process: bool) -> None:
         self.crawler = crawler
         # Checking, hashing and writing image files runs in parallel; rows have one writer.
         self.prepare_pool = ThreadPool(1, prepare_threads, name="slashcat-image-check")
         self.pool = ThreadPool(1, 1, name="slashcat-catalog-writer")
+        self.use_process = use_process
+        self.writer: WriterProcess | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StoreProductPipeline:
-        return cls(crawler, crawler.settings.getint("SLASHCAT_PREPARE_THREADS", 3))
+        s = crawler.settings
+        return cls(crawler, s.getint("SLASHCAT_PREPARE_THREADS", 3),
+                   s.getbool("SLASHCAT_WRITER_PROCESS"))
 
     def open_spider(self) -> None:
+        if self.use_process:
+            ctx = self.crawler.spider.context  # type: ignore[union-attr]
+            settings = replace(ctx.catalog.settings, home=ctx.catalog.settings.home.resolve())
+            self.writer = WriterProcess(settings, ctx.store_id, ctx.limits)
         self.prepare_pool.start()
         self.pool.start()
 
     def close_spider(self) -> None:
-        self.prepare_pool.stop()
         self.pool.stop()
+        self.prepare_pool.stop()
+        if self.writer is not None:
+            self.writer.close()
 
     async def process_item(self, item: ProductItem) -> ProductItem:
         from twisted.internet import reactor
 
         ctx = self.crawler.spider.context  # type: ignore[union-attr]
         try:
+            # Files are checked and written durably in parallel threads (fsync waits overlap);
+            # the rows are then written by the one writer, here or in its child process.
             await maybe_deferred_to_future(deferToThreadPool(
                 reactor, self.prepare_pool, prepare_images, ctx.catalog.store, item.images,
                 ctx.limits))
@@ -126,9 +140,12 @@ class StoreProductPipeline:
         ctx.notify()
         return item
 
-    @staticmethod
-    def _save(ctx: Any, item: ProductItem) -> Any:
-        outcome = save_product(ctx.catalog, ctx.store_id, item.product, item.images, ctx.limits)
+    def _save(self, ctx: Any, item: ProductItem) -> Any:
+        if self.writer is not None:
+            outcome = self.writer.save(item.product, item.images)
+        else:
+            outcome = save_product(ctx.catalog, ctx.store_id, item.product, item.images,
+                                   ctx.limits)
         for image in item.images:  # stored now: later items sharing the URL just link it
             if image.state == "fetched":
                 image.state, image.body, image.facts = "known", None, None

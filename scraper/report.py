@@ -42,6 +42,7 @@ class CrawlReport:
     rejections: list[tuple[str, str]] = field(default_factory=list)  # (image URL, reason)
     error_messages: list[str] = field(default_factory=list)
     blocked_urls: list[str] = field(default_factory=list)
+    start_error: str | None = None  # why the start URL itself could not be fetched
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property

@@ -50,6 +50,7 @@ class CrawlOptions:
     revalidate_days: float = 7.0  # stored image URLs older than this get a conditional GET
     max_listing_pages: int = 500  # pages followed along one paginated listing
     shopify: bool = True  # ask for /products.json
+    writer_process: bool = True  # store items in a child process (frees the crawler's GIL)
     pinned_hosts: dict[str, str] = field(default_factory=dict)  # see scraper.net
     scrapy_settings: dict[str, Any] = field(default_factory=dict)  # last-word overrides
 
@@ -140,6 +141,9 @@ def _crawl(catalog: Catalog, url: str, store_name: str | None, resume: bool,
         status = "failed"
         try:
             status = _run_spider(ctx, url, scrapy_settings(s, url, opts, jobdir))
+            if report.start_error and report.products == 0:
+                status = "failed"
+                raise CrawlFailed(f"could not crawl {report.start_error}")
         except KeyboardInterrupt:
             status = "interrupted"  # the JOBDIR stays, so --resume can continue
             raise
@@ -201,6 +205,9 @@ def scrapy_settings(s: Settings, url: str, opts: CrawlOptions, jobdir: Path) -> 
         "SLASHCAT_RETRY_BACKOFF_MAX": 30.0,
         "SLASHCAT_IMAGE_MAXSIZE": opts.image_max_bytes or s.max_image_bytes,
         "SLASHCAT_REVALIDATE_DAYS": opts.revalidate_days,
+        # An in-memory SQLite catalog cannot be shared with a child process.
+        "SLASHCAT_WRITER_PROCESS": opts.writer_process and s.db_url not in ("sqlite://",
+                                                                            "sqlite:///:memory:"),
     }
     values.update(opts.scrapy_settings)
     return values

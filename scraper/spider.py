@@ -145,14 +145,20 @@ class StoreSpider(scrapy.Spider):
     def failed(self, failure: Failure) -> None:
         request = failure.request  # type: ignore[attr-defined]
         if failure.check(IgnoreRequest) and not failure.check(HttpError):
-            return  # robots.txt, off-site or the address guard (which counts its own)
+            # robots.txt, off-site or the address guard (which counts its own): not an error,
+            # but if it is the start page the user should hear why nothing was crawled.
+            if request.url == self.start_url:
+                self.report.start_error = f"{request.url}: {failure.getErrorMessage()[:160]}"
+            return
         if request.meta.get("slashcat_probe"):
             return  # no sitemap.xml or products.json here: nothing wrong with that
         if failure.check(HttpError):
-            status = failure.value.response.status
-            self.report.error(f"{request.url}: HTTP {status}")
+            message = f"{request.url}: HTTP {failure.value.response.status}"
         else:
-            self.report.error(f"{request.url}: {failure.getErrorMessage()[:160]}")
+            message = f"{request.url}: {failure.getErrorMessage()[:160]}"
+        self.report.error(message)
+        if request.url == self.start_url:
+            self.report.start_error = message
         self.context.notify()
 
     # ---- helpers -------------------------------------------------------------------------

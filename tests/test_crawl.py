@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,7 +18,7 @@ from catalog.db import Catalog, open_catalog
 from catalog.labels import current_labels
 from catalog.models import CrawlRun, Image, ImageSource, Label, Product, ProductImage
 from catalog.settings import Settings
-from scraper.errors import BadStartUrl
+from scraper.errors import BadStartUrl, CrawlFailed
 from scraper.report import CrawlReport
 from scraper.run import CrawlOptions, crawl, job_dir
 
@@ -223,6 +226,17 @@ def test_bad_start_url_is_refused(url: str, settings: Settings) -> None:
     assert not (settings.home / "catalog.db").exists()
 
 
+def test_unreachable_shop_is_one_clear_error(settings: Settings) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(CrawlFailed, match=f"could not crawl http://127.0.0.1:{port}/"):
+        crawl(settings, f"http://127.0.0.1:{port}/", options=FAST)
+    with open_catalog(settings) as cat, cat.session() as s:
+        run = s.scalar(select(CrawlRun))
+        assert (run.status, run.errors, run.finished_at is not None) == ("failed", 1, True)
+
+
 def test_bad_max_products_is_refused(settings: Settings) -> None:
     with pytest.raises(BadStartUrl, match="max-products"):
         crawl(settings, "https://shop.example/", max_products=0)
@@ -235,3 +249,50 @@ def test_cli_crawl_prints_a_summary(storefront: Any, cli: Callable[..., Any]) ->
     again = cli("crawl", "ftp://nowhere")
     assert again.exit_code == 1
     assert "give an http(s) URL" in again.output
+
+
+
+class _Routes(http.server.BaseHTTPRequestHandler):
+    routes: ClassVar[dict[str, tuple[str, bytes]]] = {}
+
+    def do_GET(self) -> None:
+        ctype, body = self.routes.get(self.path, ("text/html", b"<h1>Not found</h1>"))
+        self.send_response(200 if self.path in self.routes else 404)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_shopify_products_json_is_used(settings: Settings, make_image: Callable[..., bytes]
+                                       ) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Routes)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    products = {"products": [
+        {"id": 1, "title": "Classic Hoodie", "handle": "classic-hoodie", "vendor": "Northwind",
+         "product_type": "Sweatshirts", "variants": [{"sku": "HD-1", "price": "59.00"}],
+         "images": [{"src": f"{base}/img/hoodie.jpg"}]},
+        {"id": 2, "title": "Gift Card", "handle": "gift-card", "vendor": "Northwind",
+         "product_type": "", "variants": [{"sku": None, "price": "25.00"}], "images": []},
+    ]}
+    _Routes.routes = {
+        "/": ("text/html", b"<html><body><h1>Shop</h1></body></html>"),
+        "/products.json?limit=250&page=1": ("application/json", json.dumps(products).encode()),
+        "/img/hoodie.jpg": ("image/jpeg", make_image((64, 64), seed=9)),
+    }
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        report = crawl(settings, base + "/", options=FAST)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (report.products_new, report.images_new, report.errors) == (2, 1, 0)
+    with open_catalog(settings) as cat, cat.session() as s:
+        rows = {p.url: (p.title, p.external_id, p.price, p.category_path)
+                for p in s.scalars(select(Product))}
+    assert rows == {f"{base}/products/classic-hoodie": ("Classic Hoodie", "HD-1", 59.0,
+                                                        "Sweatshirts"),
+                    f"{base}/products/gift-card": ("Gift Card", "2", 25.0, None)}

@@ -178,3 +178,29 @@ def test_skip_or_revalidate() -> None:
     assert skip_or_revalidate(source(None, 404, 1), week) == (True, {})  # gone, for a while
     assert skip_or_revalidate(source(None, 503, 1), week) == (False, {})  # transient: retry
     assert skip_or_revalidate(source(None, None, 1), week) == (False, {})  # timeout: retry
+
+
+# --------------------------------------------------------------------------- spider helpers
+
+
+def test_listing_key_ignores_the_page_number() -> None:
+    from scraper.spider import listing_key
+
+    assert listing_key("https://s.example/c/tops?page=3") == "https://s.example/c/tops"
+    assert listing_key("https://s.example/c/tops?sort=new&p=2") == (
+        "https://s.example/c/tops?sort=new")
+    assert listing_key("https://s.example/blog/page/4/") == "https://s.example/blog"
+    assert listing_key("https://s.example/c/tops?pageSize=48") == (
+        "https://s.example/c/tops?pageSize=48")
+
+
+def test_spider_stays_on_start_domain_plus_allowed(catalog: Catalog) -> None:
+    from scraper.report import CrawlReport
+    from scraper.run import CrawlContext, CrawlOptions, _merge
+    from scraper.spider import StoreSpider
+
+    opts = _merge(CrawlOptions(), None, [" CDN.example ", ""])
+    ctx = CrawlContext(catalog, 1, CrawlReport(), LIMITS, opts)
+    spider = StoreSpider(start_url="https://www.shop.example:8443/start", context=ctx)
+    assert spider.allowed_domains == ["www.shop.example", "cdn.example"]
+    assert spider.origin == "https://www.shop.example:8443"
