@@ -25,8 +25,8 @@ from PIL import Image, ImageDraw, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from catalog.dedupe import components, distances, near_pairs  # noqa: E402
-from catalog.hashing import hash_bytes, hash_files  # noqa: E402
+from catalog.dedupe import components, distances, near_pairs
+from catalog.hashing import hash_bytes, hash_files
 
 IMAGES = Path("/work/shared/datasets/fashion-products/images")
 THRESHOLDS = range(0, 17)
@@ -102,9 +102,15 @@ def table(title: str, rows: list[list[str]], header: list[str]) -> None:
 
 
 def evaluate(ph, dh, source, kind, dh_max=None):  # type: ignore[no-untyped-def]
-    """Per transform and threshold: (precision, recall), plus overall precision and chaining."""
+    """Per transform and threshold: (precision, recall), plus overall precision and chaining.
+
+    dh_max: None (pHash only), a number (dHash must be within it too) or "same" (both
+    hashes within the threshold: the rule slashcat uses).
+    """
     i, j, d = near_pairs(ph, max(THRESHOLDS))
-    if dh_max is not None:
+    if dh_max == "same":  # fold the dHash distance into d: the pair counts at max of both
+        d = np.maximum(d, distances(dh[i], dh[j]))
+    elif dh_max is not None:
         keep = distances(dh[i], dh[j]) <= dh_max
         i, j, d = i[keep], j[keep], d[keep]
     same = (source[i] >= 0) & (source[i] == source[j])
@@ -112,10 +118,14 @@ def evaluate(ph, dh, source, kind, dh_max=None):  # type: ignore[no-untyped-def]
     out = {}
     for name in TRANSFORMS:
         copies = np.flatnonzero(kinds == name)
+        if len(copies) == 0:
+            continue
         originals = np.array([np.flatnonzero((source == source[c]) & (kinds == "original"))[0]
                               for c in copies])
         true_d = distances(ph[copies], ph[originals])
-        if dh_max is not None:
+        if dh_max == "same":
+            true_d = np.maximum(true_d, distances(dh[copies], dh[originals]))
+        elif dh_max is not None:
             true_d = np.where(distances(dh[copies], dh[originals]) <= dh_max, true_d, 99)
         touches = (kinds[i] == name) | (kinds[j] == name)
         for k in THRESHOLDS:
@@ -152,10 +162,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=4)
-    parser.add_argument("--dhash", type=int, nargs="*", default=[10, 12, 16, 20])
+    parser.add_argument("--dhash", type=int, nargs="*", default=[2, 4, 8, 16])
+    parser.add_argument("--cache", type=Path, help="keep the hashed pool in this .npz file")
     args = parser.parse_args()
     started = time.perf_counter()
-    ph, dh, source, kind = build_pool(args.sources, args.seed)
+    if args.cache and args.cache.exists():
+        saved = np.load(args.cache)
+        ph, dh, source, kind = saved["ph"], saved["dh"], saved["source"], list(saved["kind"])
+    else:
+        ph, dh, source, kind = build_pool(args.sources, args.seed)
+        if args.cache:
+            np.savez(args.cache, ph=ph, dh=dh, source=source, kind=np.array(kind))
     originals = kind.count("original")
     print(f"pool: {originals:,} untouched originals + {len(ph) - originals:,} copies of "
           f"{args.sources:,} of them ({len(TRANSFORMS)} transforms); "
@@ -172,6 +189,14 @@ def main() -> None:
         print_results(f"pHash and dHash <= {dmax}", res_d)
         print(f"-> with dHash <= {dmax}: largest threshold meeting the aim: "
               f"{best_threshold(res_d)}")
+    same = evaluate(ph, dh, source, kind, "same")
+    print_results("slashcat's rule: pHash <= k and dHash <= k", same)
+    print(f"-> both <= k: largest threshold meeting the aim: {best_threshold(same)}")
+    for k in (2, 4, 6):
+        prec, largest, _pairs, _false = same["all", k]
+        print(f"   k={k}: " + ", ".join(f"{n} {same[n, k][0]:.3f}/{same[n, k][1]:.3f}"
+                                       for n in TRANSFORMS)
+              + f"; all pairs precision {prec:.3f}, largest cluster {largest}")
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
 
 

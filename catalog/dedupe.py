@@ -24,6 +24,7 @@ How clusters live in the catalog:
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -39,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from catalog.db import Catalog
 from catalog.errors import InvalidInput
-from catalog.hashing import default_workers, hash_files, signed, unsigned
+from catalog.hashing import BatchHashes, default_workers, hash_files, signed, unsigned
 from catalog.models import Image, ProductImage
 
 MAX_DISTANCE = 64
@@ -224,8 +225,8 @@ def _indexed_pairs(
         index = _build_index(h, block)
         step = max(1, PROBE_CHUNK // len(index.flips))
         chunks = [q[start : start + step] for start in range(0, len(q), step)]
-        for qi, (i, j, d) in zip(chunks, _map_threads(lambda c: _probe(h, index, c, k), chunks),
-                                 strict=True):
+        probe = functools.partial(_probe, h, index, k=k)
+        for qi, (i, j, d) in zip(chunks, _map_threads(probe, chunks), strict=True):
             keep = _keep(i, j, in_query)
             x = h[i] ^ h[j]
             for other in blocks[:b]:  # found by an earlier block already
@@ -320,7 +321,7 @@ class DedupeSummary:
     """What a dedupe run found (and, unless dry_run, recorded)."""
 
     threshold: int
-    dhash_threshold: int | None
+    dhash_threshold: int
     dry_run: bool
     mode: str = "full"  # full | incremental | nothing-new | empty
     images: int = 0  # images with hashes
@@ -369,7 +370,7 @@ def _load_rows(session: Session) -> _Rows:
         .where(Image.phash.is_not(None), Image.rejected_reason.is_(None))
         .order_by(Image.id)
     ).all()
-    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(9)]
+    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * 9
     return _Rows(
         ids=np.array(cols[0], np.int64),
         phash=unsigned(np.array(cols[1], np.int64)),
@@ -383,34 +384,47 @@ def _load_rows(session: Session) -> _Rows:
     )
 
 
-def hash_missing(
-    catalog: Catalog, dry_run: bool, workers: int | None = None
-) -> tuple[int, list[tuple[int, str]]]:
-    """Hash stored images that have no hash yet (older rows); undecodable ones keep none.
+@dataclass
+class _Hashed:
+    """Images that had no hash and were hashed from their files in this run."""
 
-    Returns (hashed, [(image id, reason), ...]); a row is written only when not dry_run.
+    rows: list[Any]  # (id, path, width, height, created_at) of every image tried
+    batch: BatchHashes
+
+    @property
+    def ok(self) -> np.ndarray:
+        return np.flatnonzero(self.batch.ok)
+
+    def failures(self) -> list[tuple[int, str]]:
+        return [(self.rows[i].id, reason) for i, reason in sorted(self.batch.errors.items())]
+
+
+def hash_missing(catalog: Catalog, workers: int | None = None) -> _Hashed:
+    """Hash the stored images that have no hash yet (older rows); nothing is written.
+
+    Files that do not decode get no hash and are listed by `failures()`.
     """
     with catalog.session() as session:
         todo = session.execute(
-            select(Image.id, Image.path).where(
+            select(Image.id, Image.path, Image.width, Image.height, Image.created_at).where(
                 Image.phash.is_(None), Image.rejected_reason.is_(None), Image.path.is_not(None)
             )
         ).all()
-    if not todo:
-        return 0, []
-    paths = [catalog.store.path(path) for _, path in todo]
-    batch = hash_files(paths, workers=workers)
-    ok = np.flatnonzero(batch.ok)
-    failed = [(todo[i][0], reason) for i, reason in sorted(batch.errors.items())]
-    if not dry_run and len(ok):
-        p, d = signed(batch.phash[ok]), signed(batch.dhash[ok])
-        with catalog.session() as session:
-            session.execute(
-                update(Image),
-                [{"id": todo[i][0], "phash": int(p[n]), "dhash": int(d[n])}
-                 for n, i in enumerate(ok)],
-            )
-    return len(ok), failed
+    paths = [catalog.store.path(str(r.path)) for r in todo]
+    return _Hashed(list(todo), hash_files(paths, workers=workers))
+
+
+def _store_hashes(catalog: Catalog, hashed: _Hashed) -> None:
+    ok = hashed.ok
+    if not len(ok):
+        return
+    p, d = signed(hashed.batch.phash[ok]), signed(hashed.batch.dhash[ok])
+    with catalog.session() as session:
+        session.execute(
+            update(Image),
+            [{"id": hashed.rows[int(i)].id, "phash": int(p[n]), "dhash": int(d[n])}
+             for n, i in enumerate(ok)],
+        )
 
 
 def run_dedupe(
@@ -425,6 +439,10 @@ def run_dedupe(
 ) -> DedupeSummary:
     """Find near duplicates, cluster them, pick canonical images and record it all.
 
+    Two images are near duplicates when their pHashes are within `threshold` bits AND their
+    dHashes within `dhash_threshold` (default: the same number; 64 turns the second opinion
+    off). bench/dedupe_quality.py measured that the dHash check removes most false pairs
+    between different products of the same silhouette (see Settings.dedupe_threshold).
     Incremental by default: only images never compared at this threshold are searched
     against the whole index. `dry_run` computes everything and writes nothing.
     """
@@ -432,23 +450,26 @@ def run_dedupe(
     threshold = validate_threshold(
         catalog.settings.dedupe_threshold if threshold is None else threshold
     )
-    if dhash_threshold is not None:
-        validate_threshold(dhash_threshold, "dHash threshold")
+    dhash_threshold = validate_threshold(
+        threshold if dhash_threshold is None else dhash_threshold, "dHash threshold"
+    )
     summary = DedupeSummary(threshold, dhash_threshold, dry_run)
-    summary.hashed_now, summary.unhashable = hash_missing(catalog, dry_run, workers)
+    hashed = hash_missing(catalog, workers)
+    summary.hashed_now, summary.unhashable = len(hashed.ok), hashed.failures()
+    if not dry_run:
+        _store_hashes(catalog, hashed)
     with catalog.session() as session:
         rows = _load_rows(session)
-    if summary.hashed_now and dry_run:
-        rows = _with_missing_hashes(catalog, rows)
+    if dry_run and summary.hashed_now:  # not stored: add them to what the catalog holds
+        rows = _with_hashed(rows, hashed)
     summary.images = len(rows.ids)
-    query = _plan(rows, threshold, full, summary)
+    query = _plan(rows, threshold, full, summary, largest)
     if query is None:
         summary.seconds = time.perf_counter() - started
         return summary
     i, j, _d = near_pairs(rows.phash, threshold, query, progress)
-    if dhash_threshold is not None:
-        second = distances(rows.dhash[i], rows.dhash[j]) <= dhash_threshold
-        i, j = i[second], j[second]
+    second = distances(rows.dhash[i], rows.dhash[j]) <= dhash_threshold
+    i, j = i[second], j[second]
     summary.compared, summary.pairs = len(query), len(i)
     if summary.mode == "incremental":  # keep the clusters already known
         i, j = _with_known_clusters(rows, i, j)
@@ -466,21 +487,13 @@ def run_dedupe(
     return summary
 
 
-def _with_missing_hashes(catalog: Catalog, rows: _Rows) -> _Rows:
-    """A dry run does not store the hashes it just computed, so load them again from files."""
-    with catalog.session() as session:
-        todo = session.execute(
-            select(Image.id, Image.path, Image.width, Image.height, Image.created_at).where(
-                Image.phash.is_(None), Image.rejected_reason.is_(None), Image.path.is_not(None)
-            )
-        ).all()
-    batch = hash_files([catalog.store.path(r.path) for r in todo])
-    ok = np.flatnonzero(batch.ok)
-    extra = [todo[n] for n in ok]
+def _with_hashed(rows: _Rows, hashed: _Hashed) -> _Rows:
+    ok = hashed.ok
+    extra = [hashed.rows[int(n)] for n in ok]
     merged = _Rows(
         ids=np.concatenate([rows.ids, [r.id for r in extra]]).astype(np.int64),
-        phash=np.concatenate([rows.phash, batch.phash[ok]]).astype(np.uint64),
-        dhash=np.concatenate([rows.dhash, batch.dhash[ok]]).astype(np.uint64),
+        phash=np.concatenate([rows.phash, hashed.batch.phash[ok]]).astype(np.uint64),
+        dhash=np.concatenate([rows.dhash, hashed.batch.dhash[ok]]).astype(np.uint64),
         pixels=np.concatenate([rows.pixels, [(r.width or 0) * (r.height or 0) for r in extra]])
         .astype(np.int64),
         seen=np.concatenate([rows.seen, [_timestamp(r.created_at) for r in extra]]),
@@ -492,7 +505,9 @@ def _with_missing_hashes(catalog: Catalog, rows: _Rows) -> _Rows:
     return _Rows(*(getattr(merged, f)[order] for f in _Rows.__dataclass_fields__))
 
 
-def _plan(rows: _Rows, threshold: int, full: bool, summary: DedupeSummary) -> np.ndarray | None:
+def _plan(
+    rows: _Rows, threshold: int, full: bool, summary: DedupeSummary, largest: int
+) -> np.ndarray | None:
     """The query positions of this run, or None (and the reason in summary.mode)."""
     if len(rows.ids) == 0:
         summary.mode = "empty"
@@ -505,17 +520,21 @@ def _plan(rows: _Rows, threshold: int, full: bool, summary: DedupeSummary) -> np
     new = np.flatnonzero(~known)
     if len(new) == 0:
         summary.mode = "nothing-new"
-        _summarise(summary, rows, rows.cluster, rows.canonical, 10)
+        _summarise(summary, rows, rows.cluster, rows.canonical, largest)
         return None
     summary.mode = "incremental"
     return new
 
 
 def _with_known_clusters(rows: _Rows, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Add star edges from every member of a known cluster to its first member."""
+    """Add edges that keep each known cluster together: a chain through its members.
+
+    Chained rather than starred on the cluster id, which may name an image no longer here.
+    """
     members = np.flatnonzero(rows.cluster >= 0)
-    anchor = np.searchsorted(rows.ids, rows.cluster[members])
-    return np.concatenate([i, members]), np.concatenate([j, anchor])
+    members = members[np.argsort(rows.cluster[members], kind="stable")]
+    same = rows.cluster[members][1:] == rows.cluster[members][:-1]
+    return np.concatenate([i, members[:-1][same]]), np.concatenate([j, members[1:][same]])
 
 
 def _summarise(
@@ -589,7 +608,7 @@ def list_clusters(session: Session, limit: int | None = None) -> list[ClusterInf
     if limit is not None:
         query = query.limit(limit)
     heads = session.execute(query).all()
-    return [_cluster(session, cluster_id) for cluster_id, _ in heads]
+    return [_cluster(session, cluster_id) for cluster_id, _ in heads if cluster_id is not None]
 
 
 def _cluster(session: Session, cluster_id: int) -> ClusterInfo:
@@ -712,9 +731,9 @@ def _thumbnail(catalog: Catalog, path: str | None, size: int) -> Any:
             raise OSError("no file")
         with PILImage.open(catalog.store.path(path)) as img:
             img.draft("RGB", (size, size))
-            img = img.convert("RGB")
-            img.thumbnail((size, size))
-            tile.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
+            rgb = img.convert("RGB")
+        rgb.thumbnail((size, size))
+        tile.paste(rgb, ((size - rgb.width) // 2, (size - rgb.height) // 2))
     except (OSError, ValueError):
         ImageDraw.Draw(tile).text((8, size // 2 - 6), "unreadable", fill=(120, 0, 0))
     return tile

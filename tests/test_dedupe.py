@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_dedupe import brighter, encode, photo_like, resized
 from PIL import Image as PILImage
 from sqlalchemy import select, update
 
@@ -26,8 +27,6 @@ from catalog.dedupe import (
 from catalog.errors import InvalidInput
 from catalog.ingest import get_or_create_store, ingest_image, link_image, upsert_product
 from catalog.models import Image
-
-from fixtures_dedupe import brighter, encode, photo_like, resized
 
 # ---------------------------------------------------------------- the search alone
 
@@ -99,6 +98,7 @@ def test_threshold_outside_0_to_64_is_refused(bad: int) -> None:
 # ---------------------------------------------------------------- in the catalog
 
 EPOCH = datetime(2026, 1, 1)
+T = 4  # the brighter copy of photo 1 is 2 bits off in pHash and 4 in dHash; others >= 16
 
 
 def add_images(catalog: Catalog, datas: list[bytes], product: str = "p") -> list[int]:
@@ -139,7 +139,7 @@ def planted(catalog: Catalog) -> dict[str, object]:
 
 def test_planted_duplicates_form_clusters(planted: dict) -> None:
     cat, ids = planted["catalog"], planted["ids"]
-    summary = run_dedupe(cat)
+    summary = run_dedupe(cat, T)
     assert summary.mode == "full"
     assert summary.clusters == 2
     assert summary.sizes == {2: 1, 3: 1}
@@ -158,7 +158,7 @@ def test_planted_duplicates_form_clusters(planted: dict) -> None:
 
 def test_canonical_is_largest_then_earliest(planted: dict) -> None:
     cat, ids = planted["catalog"], planted["ids"]
-    run_dedupe(cat)
+    run_dedupe(cat, T)
     state = rows(cat)
     # 320 px original beats the 160 px copy and the same-size q30 copy seen later
     assert state[ids[0]][1] is True
@@ -168,19 +168,19 @@ def test_canonical_is_largest_then_earliest(planted: dict) -> None:
     with cat.session() as session:
         session.execute(update(Image).where(Image.id == planted["bright"])
                         .values(created_at=EPOCH - timedelta(days=1)))
-    run_dedupe(cat, full=True)
+    run_dedupe(cat, T, full=True)
     state = rows(cat)
     assert state[planted["bright"]][1] is True and state[ids[1]][1] is False
 
 
 def test_incremental_run_compares_only_new_images(planted: dict) -> None:
     cat, ids = planted["catalog"], planted["ids"]
-    run_dedupe(cat)
-    again = run_dedupe(cat)
+    run_dedupe(cat, T)
+    again = run_dedupe(cat, T)
     assert again.mode == "nothing-new" and again.nothing_to_do and again.compared == 0
     big = photo_like(0, (320, 320), white=True).resize((640, 640))
     new_id = add_images(cat, [encode(big), encode(photo_like(99))])[0]
-    summary = run_dedupe(cat)
+    summary = run_dedupe(cat, T)
     assert summary.mode == "incremental"
     assert summary.compared == 2
     state = rows(cat)
@@ -188,6 +188,18 @@ def test_incremental_run_compares_only_new_images(planted: dict) -> None:
     assert state[new_id][1] is True  # largest resolution now
     assert state[ids[0]][1] is False
     assert summary.leaving_training == 4
+
+
+def test_incremental_keeps_a_cluster_whose_first_image_left(planted: dict) -> None:
+    cat, ids = planted["catalog"], planted["ids"]
+    run_dedupe(cat, T)
+    with cat.session() as session:
+        session.execute(update(Image).where(Image.id == ids[0]).values(rejected_reason="gone"))
+    add_images(cat, [encode(photo_like(77))])
+    assert run_dedupe(cat, T).mode == "incremental"
+    state = rows(cat)
+    assert state[planted["small"]][0] == state[planted["q30"]][0] == planted["small"]
+    assert state[planted["small"]][1] != state[planted["q30"]][1]
 
 
 def test_other_threshold_redoes_all_pairs(planted: dict) -> None:
@@ -202,7 +214,7 @@ def test_other_threshold_redoes_all_pairs(planted: dict) -> None:
 def test_dry_run_writes_nothing(planted: dict) -> None:
     cat = planted["catalog"]
     before = rows(cat)
-    summary = run_dedupe(cat, dry_run=True)
+    summary = run_dedupe(cat, T, dry_run=True)
     assert summary.clusters == 2 and summary.rows_changed == 11
     assert rows(cat) == before
 
@@ -225,10 +237,10 @@ def test_undecodable_image_keeps_no_hash_and_is_reported(planted: dict) -> None:
         img = session.get_one(Image, planted["q30"])
         cat.store.path(img.path).write_bytes(b"\xff\xd8\xff" + b"junk" * 50)
         session.execute(update(Image).values(phash=None, dhash=None))
-    dry = run_dedupe(cat, dry_run=True)
+    dry = run_dedupe(cat, T, dry_run=True)
     assert [i for i, _ in dry.unhashable] == [planted["q30"]]
     assert dry.clusters == 2 and dry.images == 10
-    summary = run_dedupe(cat)
+    summary = run_dedupe(cat, T)
     assert [i for i, _ in summary.unhashable] == [planted["q30"]]
     assert summary.hashed_now == 10 and summary.images == 10 and summary.clusters == 2
     with cat.session() as session:
@@ -236,16 +248,25 @@ def test_undecodable_image_keeps_no_hash_and_is_reported(planted: dict) -> None:
         assert session.get_one(Image, planted["small"]).phash is not None
 
 
-def test_dhash_second_opinion_can_only_remove_pairs(planted: dict) -> None:
+def test_dhash_second_opinion_removes_pairs(planted: dict) -> None:
     cat = planted["catalog"]
-    loose = run_dedupe(cat, dry_run=True)
-    strict = run_dedupe(cat, dry_run=True, dhash_threshold=0)
-    assert strict.pairs <= loose.pairs
+    loose = run_dedupe(cat, T, dry_run=True, dhash_threshold=64)
+    strict = run_dedupe(cat, T, dry_run=True, dhash_threshold=0)
+    assert strict.pairs < loose.pairs == 4
+    assert loose.dhash_threshold == 64 and strict.dhash_threshold == 0
+
+
+def test_default_threshold_finds_resized_and_recompressed_copies(planted: dict) -> None:
+    cat, ids = planted["catalog"], planted["ids"]
+    summary = run_dedupe(cat)
+    assert (summary.threshold, summary.dhash_threshold) == (2, 2)
+    state = rows(cat)
+    assert state[planted["small"]][0] == state[planted["q30"]][0] == ids[0]
 
 
 def test_listing_members_and_contact_sheet(planted: dict, tmp_path: Path) -> None:
     cat, ids = planted["catalog"], planted["ids"]
-    run_dedupe(cat)
+    run_dedupe(cat, T)
     with cat.session() as session:
         clusters = list_clusters(session)
         assert [(c.cluster_id, c.size) for c in clusters] == [(ids[0], 3), (ids[1], 2)]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_dedupe import encode, photo_like
 from PIL import Image
 
 from catalog import hashing
@@ -25,8 +26,6 @@ from catalog.hashing import (
 )
 from catalog.images import inspect_image
 
-from fixtures_dedupe import encode, photo_like
-
 
 def reference(data: bytes) -> tuple[int, int]:
     import imagehash
@@ -38,8 +37,8 @@ def reference(data: bytes) -> tuple[int, int]:
 def agreement_images() -> list[bytes]:
     """Photo-like pictures in the sizes and formats shops serve (white and coloured backdrops)."""
     out = []
-    for seed in range(12):
-        size = [(224, 224), (500, 375), (800, 600), (60, 80)][seed % 4]
+    for seed in range(8):
+        size = [(224, 224), (500, 375), (640, 480), (60, 80)][seed % 4]
         img = photo_like(seed, size, white=seed % 3 == 0)
         out.append(encode(img, "JPEG", quality=[95, 80, 60][seed % 3]))
         out.append(encode(img, "PNG"))
@@ -51,8 +50,8 @@ def agreement_images() -> list[bytes]:
 
 
 def test_phash_agrees_with_imagehash() -> None:
-    """Measured on the 7,189 shared shop photos (bench/hashing.py): mean 0.4, max 4 bits."""
-    ours, ref_p, ref_d, dh = [], [], [], []
+    """On the 7,189 shared shop photos bench/hashing.py measured mean 0.34 bits, max 4."""
+    ours, dh = [], []
     for data in agreement_images():
         p, d = hash_bytes(data)
         rp, rd = reference(data)

@@ -22,8 +22,8 @@ def dedupe(
     ctx: typer.Context,
     threshold: int = typer.Option(
         None, "--threshold", "-t",
-        help="Largest pHash Hamming distance (0-64) that counts as a duplicate "
-        "\\[default: the dedupe_threshold setting, 10].",
+        help="Largest Hamming distance (0-64) of both pHash and dHash that counts as a "
+        "duplicate \\[default: the dedupe_threshold setting, 2].",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Find and report; write nothing."),
     full: bool = typer.Option(
@@ -45,7 +45,7 @@ def dedupe(
 
     Only images added since the last run are compared against the index, unless --full or a
     different --threshold. Non-canonical images leave training, evaluation and review.
-    Example: slashcat dedupe --threshold 10 --dry-run
+    Example: slashcat dedupe --threshold 4 --dry-run
     """
     from catalog.errors import InvalidInput
 
@@ -88,9 +88,7 @@ def _render_summary(st: AppState, s: DedupeSummary) -> None:
                   title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("value", justify="right")
-    rule = f"pHash ≤ {s.threshold}" + (
-        f" and dHash ≤ {s.dhash_threshold}" if s.dhash_threshold is not None else ""
-    )
+    rule = f"pHash ≤ {s.threshold} and dHash ≤ {s.dhash_threshold}"
     for name, value in [
         ("mode", s.mode),
         ("duplicate when", rule),
