@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from catalog.categories import ensure_category
 from catalog.db import Catalog
 from catalog.errors import InvalidInput
 from classifier import metrics as M
@@ -167,19 +168,25 @@ class Plan:
     """How many epochs fit: the requested number, cut down by the time budget as epochs run."""
 
     def __init__(self, epochs: int, budget_s: float | None) -> None:
+        self.requested = epochs
         self.epochs = epochs
         self.budget_s = budget_s
         self.started = time.monotonic()
+        self.ends: list[float] = []
         self.done = 0
 
     def update(self, epochs_done: int) -> None:
+        now = time.monotonic()
+        self.ends.append(now)
         self.done = epochs_done
         if self.budget_s is None or epochs_done == 0:
             return
-        elapsed = time.monotonic() - self.started
-        per_epoch = elapsed / epochs_done
-        fit = epochs_done + int(max(0.0, self.budget_s - elapsed) // per_epoch)
-        self.epochs = max(epochs_done, min(self.epochs, fit))
+        # The first epoch also builds the graphs; later epochs tell the real pace.
+        laps = np.diff([self.started, *self.ends])
+        per_epoch = float(np.mean(laps[1:]) if len(laps) > 1 else laps[0])
+        remaining = max(0.0, self.budget_s - (now - self.started))
+        fit = epochs_done + int(remaining // max(per_epoch, 1e-3))
+        self.epochs = max(epochs_done, min(self.requested, fit))
 
     @property
     def out_of_time(self) -> bool:
@@ -216,7 +223,10 @@ def _callbacks(
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             logs = logs if logs is not None else {}
             # Validate with BatchNorm statistics of the current weights (see recalibrate_...).
-            recalibrate_batchnorm(self.model, train_set.images, epoch, limit=256)
+            if "refresh" not in state:
+                state["refresh"] = batchnorm_refresher(self.model)
+            pick = np.random.default_rng(epoch).permutation(len(train_set))[:REFRESH_BATCH]
+            state["refresh"](train_set.images[np.sort(pick)].astype(np.float32))
             probs = predict_arrays(self.model, val_set.images)
             logs["val_loss"] = M.nll(probs, val_set.labels)
             logs["val_accuracy"] = float((probs.argmax(1) == val_set.labels).mean())
@@ -297,6 +307,39 @@ def recalibrate_batchnorm(model: Any, images: np.ndarray, seed: int, limit: int 
     finally:
         for layer, momentum in zip(norms, saved, strict=True):
             layer.momentum = momentum
+
+
+REFRESH_BATCH = 128
+
+
+def batchnorm_refresher(model: Any) -> Callable[[np.ndarray], None]:
+    """A compiled forward pass that sets BatchNorm statistics to those of one batch.
+
+    Cheap enough for every epoch; `recalibrate_batchnorm` averages more batches at the end.
+    """
+    import keras
+    import tensorflow as tf
+
+    norms = [
+        layer for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    saved = [layer.momentum for layer in norms]
+
+    @tf.function(reduce_retracing=True)
+    def forward(x: Any) -> None:
+        model(x, training=True)
+
+    def refresh(images: np.ndarray) -> None:
+        for layer in norms:
+            layer.momentum = 0.0  # read when the function is traced, on the first call
+        try:
+            forward(images)
+        finally:
+            for layer, momentum in zip(norms, saved, strict=True):
+                layer.momentum = momentum
+
+    return refresh
 
 
 def predict_arrays(model: Any, images: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -438,6 +481,8 @@ def save_and_register(
     try:
         model.save(tmp)
         with catalog.session() as session:
+            for name in data.classes:  # "Other" becomes a category predictions can point at
+                ensure_category(session, name)
             version = next_version(session)
             final = models_dir / f"{version}.keras"
             os.replace(tmp, final)

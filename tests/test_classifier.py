@@ -315,3 +315,30 @@ def test_model_classes_unknown_to_the_catalog(trained_catalog: Catalog) -> None:
         ensure_category(session, "Somewhere")
     with pytest.raises(ClassMismatch, match="Nowhere"):
         predict_catalog(trained_catalog)
+
+
+def test_time_budget_plan_ignores_the_first_epochs_overhead(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import classifier.train as train_module
+
+    clock = iter([0.0, 30.0, 32.0, 34.0])  # start; epoch 1 builds graphs (30 s); then 2 s each
+    monkeypatch.setattr(train_module.time, "monotonic", lambda: next(clock))
+    plan = train_module.Plan(100, budget_s=60.0)
+    plan.update(1)
+    assert plan.epochs == 2 and not plan.out_of_time
+    plan.update(2)
+    assert plan.epochs == 16  # 28 s left at 2 s an epoch
+    plan.update(3)
+    assert plan.epochs == 16 and not plan.out_of_time
+
+
+def test_temperature_scaling_fixes_overconfidence() -> None:
+    from classifier.metrics import calibrated, ece, fit_temperature
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 4000)
+    logits = rng.normal(0, 1, (4000, 4))
+    logits[np.arange(4000), labels] += 1.0  # right about 60% of the time...
+    probs = calibrated(np.exp(logits * 4) / np.exp(logits * 4).sum(1, keepdims=True), 1.0)
+    t = fit_temperature(probs, labels)  # ...but the softmax was sharpened 4x
+    assert 3.0 < t < 5.0
+    assert ece(calibrated(probs, t), labels) < 0.03 < ece(probs, labels)

@@ -24,10 +24,11 @@ def test_train_then_use_the_model_from_the_command_line(
         assert victim is not None and victim.path
         shapes_catalog.store.path(victim.path).write_bytes(b"\x89PNG\r\n\x1a\n broken")
 
-    r = cli("train", "--epochs", "3", "--image-size", "32", "--batch-size", "16", home_dir=home)
+    r = cli("train", "--epochs", "2", "--image-size", "32", "--batch-size", "16", "--other",
+            home_dir=home)
     assert r.exit_code == 0, r.output
     assert "Skipped 1 unreadable images" in r.output
-    assert "Left out rare classes: Home > Star (5)" in r.output
+    assert "Merged into Other: Home > Star (5)" in r.output
     assert "Model v1" in r.output and "Active model is now v1" in r.output
 
     r = cli("models", home_dir=home)
@@ -35,7 +36,7 @@ def test_train_then_use_the_model_from_the_command_line(
 
     r = cli("evaluate", home_dir=home)
     assert r.exit_code == 0, r.output
-    assert "macro-F1" in r.output and "Home > Cross" in r.output
+    assert "macro-F1" in r.output and "Home > Cross" in r.output and "Other" in r.output
 
     r = cli("predict", home_dir=home)
     assert r.exit_code == 0, r.output
@@ -86,7 +87,7 @@ def test_retrain_compares_side_by_side(trained_home: Trained, cli, tmp_path: Pat
     from catalog.db import open_catalog
 
     settings = copy_home(trained_home.settings.home, tmp_path / "copy")
-    r = cli("retrain", "--epochs", "3", home_dir=settings.home)
+    r = cli("retrain", "--epochs", "2", home_dir=settings.home)
     assert r.exit_code == 0, r.output
     assert "v2 (new)" in r.output and "v1 (active)" in r.output and "macro-F1" in r.output
     cat = open_catalog(settings)
