@@ -12,6 +12,7 @@ import numpy as np
 from catalog.db import Catalog
 from catalog.models import Model
 from classifier import metrics as M
+from classifier.backend import load_tensorflow
 from classifier.dataset import Dataset, DatasetSpec, build_dataset
 from classifier.errors import ClassMismatch, NotEnoughClasses
 from classifier.metrics import ClassScore
@@ -77,6 +78,7 @@ def evaluate(
     figures: bool = True,
 ) -> EvalReport:
     """Score a model (default: the active one) on the frozen test split and store the result."""
+    load_tensorflow()  # once, quietly (see classifier.backend)
     from classifier.pipeline import decode_files
 
     with catalog.session() as session:

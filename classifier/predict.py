@@ -21,6 +21,7 @@ from catalog.errors import ImageRejected, InvalidInput
 from catalog.images import Limits, inspect_image
 from catalog.labels import current_labels
 from catalog.models import Category, Model, Prediction, Product, ProductImage
+from classifier.backend import load_tensorflow
 from classifier.dataset import clusters
 from classifier.errors import ClassMismatch, ImageSizeMismatch
 from classifier.metrics import calibrated
@@ -49,6 +50,7 @@ class Classifier:
     @classmethod
     def load(cls, catalog: Catalog, version: str | None = None) -> Classifier:
         """The model with this version (default: the active one); checks file, size, classes."""
+        load_tensorflow()  # once, quietly (see classifier.backend)
         with catalog.session() as session:
             row = get_model(session, version)
         return cls.from_row(catalog, row)
@@ -217,6 +219,7 @@ def predict_catalog(
     batch_size: int = 256,
 ) -> PredictReport:
     """Predict the products in scope ('unlabelled' or 'all') with a model (default: active)."""
+    load_tensorflow()  # once, quietly (see classifier.backend)
     from classifier.pipeline import file_batches
 
     if scope not in SCOPES:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog.db import Catalog
+from classifier.backend import load_tensorflow
 from classifier.errors import ClassifierError
 from classifier.evaluate import EvalReport, evaluate
 from classifier.registry import activate, active_model
@@ -43,6 +44,7 @@ def retrain(
     progress: TrainProgress | None = None,
 ) -> RetrainReport:
     """Train like the active model did (or with `config`), compare on the frozen test split."""
+    load_tensorflow()  # once, quietly (see classifier.backend)
     with catalog.session() as session:
         old = active_model(session)
         old_version = old.version if old else None

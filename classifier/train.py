@@ -23,6 +23,7 @@ from catalog.db import Catalog
 from catalog.errors import InvalidInput
 from classifier import metrics as M
 from classifier.architectures import ARCHITECTURES, DEFAULT_ARCH, build_model
+from classifier.backend import load_tensorflow
 from classifier.dataset import Dataset, DatasetSpec, build_dataset
 from classifier.errors import NotEnoughClasses, TrainingInterrupted
 from classifier.pipeline import decode_files, training_stream
@@ -368,6 +369,7 @@ def train(
     catalog: Catalog, config: TrainConfig = TrainConfig(), progress: TrainProgress | None = None
 ) -> TrainResult:
     """Train a model on the catalog's current labels and register it (see module doc)."""
+    load_tensorflow()  # once, quietly (see classifier.backend)
     import keras
 
     config.check()
