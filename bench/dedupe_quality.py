@@ -26,7 +26,14 @@ from PIL import Image, ImageDraw, ImageEnhance
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from catalog.dedupe import components, distances, near_pairs
-from catalog.hashing import hash_bytes, hash_files
+from catalog.hashing import (
+    colour_signature,
+    hash_bytes,
+    hash_files,
+    normalise_signatures,
+    signature_file,
+    signature_similarity,
+)
 
 IMAGES = Path("/work/shared/datasets/fashion-products/images")
 THRESHOLDS = range(0, 17)
@@ -70,8 +77,9 @@ TRANSFORMS: dict[str, Callable[[Image.Image], bytes]] = {
 }
 
 
-def build_pool(sources: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Hashes of originals + copies; source index per row (-1: not a planted source) and kind."""
+def build_pool(sources: int, seed: int):  # type: ignore[no-untyped-def]
+    """Hashes of originals + copies; source index per row (-1: not a planted source), kind and
+    colour signature (for the verified rule)."""
     paths = sorted(IMAGES.glob("*.jpg"))
     batch = hash_files(paths)
     ok = np.flatnonzero(batch.ok)
@@ -81,17 +89,22 @@ def build_pool(sources: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     source = [-1] * len(ok)
     kind = ["original"] * len(ok)
     row_of = {int(p): n for n, p in enumerate(ok)}
+    blank = np.full((16 * 16, 3), 255, np.float32)
+    sigs = [s if (s := signature_file(paths[p])) is not None else blank for p in ok]
     for src in chosen:
         source[row_of[int(src)]] = int(src)
         with Image.open(paths[src]) as im:
             im = im.convert("RGB")
             for name, make in TRANSFORMS.items():
-                p, d = hash_bytes(make(im))
+                data = make(im)
+                p, d = hash_bytes(data)
+                sigs.append(colour_signature(data))
                 ph.append(p)
                 dh.append(d)
                 source.append(int(src))
                 kind.append(name)
-    return np.array(ph, np.uint64), np.array(dh, np.uint64), np.array(source), kind
+    return (np.array(ph, np.uint64), np.array(dh, np.uint64), np.array(source), kind,
+            np.stack(sigs))
 
 
 def table(title: str, rows: list[list[str]], header: list[str]) -> None:
@@ -101,17 +114,32 @@ def table(title: str, rows: list[list[str]], header: list[str]) -> None:
         print("  ".join(str(x).rjust(w) for x, w in zip(row, widths, strict=True)))
 
 
-def evaluate(ph, dh, source, kind, dh_max=None):  # type: ignore[no-untyped-def]
+def similar(sig: np.ndarray, i: np.ndarray, j: np.ndarray, step: int = 50_000) -> np.ndarray:
+    """signature_similarity of pairs (i, j), in chunks to bound memory."""
+    out = np.zeros(len(i), np.float32)
+    for start in range(0, len(i), step):
+        a, b = i[start : start + step], j[start : start + step]
+        out[start : start + len(a)] = signature_similarity(sig[a], sig[b])
+    return out
+
+
+def evaluate(ph, dh, source, kind, dh_max=None, sig=None, cut=None):  # type: ignore[no-untyped-def]
     """Per transform and threshold: (precision, recall), plus overall precision and chaining.
 
     dh_max: None (pHash only), a number (dHash must be within it too) or "same" (both
-    hashes within the threshold: the rule slashcat uses).
+    hashes within the threshold: the rule slashcat uses). With `sig` (normalised colour
+    signatures) and `cut`, a pair also needs a signature similarity >= cut (verified rule).
     """
     i, j, d = near_pairs(ph, max(THRESHOLDS))
     if dh_max == "same":  # fold the dHash distance into d: the pair counts at max of both
         d = np.maximum(d, distances(dh[i], dh[j]))
+        keep = d <= max(THRESHOLDS)
+        i, j, d = i[keep], j[keep], d[keep]
     elif dh_max is not None:
         keep = distances(dh[i], dh[j]) <= dh_max
+        i, j, d = i[keep], j[keep], d[keep]
+    if cut is not None:
+        keep = similar(sig, i, j) >= cut
         i, j, d = i[keep], j[keep], d[keep]
     same = (source[i] >= 0) & (source[i] == source[j])
     kinds = np.array(kind)
@@ -127,6 +155,9 @@ def evaluate(ph, dh, source, kind, dh_max=None):  # type: ignore[no-untyped-def]
             true_d = np.maximum(true_d, distances(dh[copies], dh[originals]))
         elif dh_max is not None:
             true_d = np.where(distances(dh[copies], dh[originals]) <= dh_max, true_d, 99)
+        if cut is not None:
+            passes = similar(sig, copies, originals) >= cut
+            true_d = np.where(passes, true_d, 99)
         touches = (kinds[i] == name) | (kinds[j] == name)
         for k in THRESHOLDS:
             hit = touches & (d <= k)
@@ -164,15 +195,19 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--dhash", type=int, nargs="*", default=[2, 4, 8, 16])
     parser.add_argument("--cache", type=Path, help="keep the hashed pool in this .npz file")
+    parser.add_argument("--cuts", type=float, nargs="*", default=[0.8, 0.85, 0.9, 0.95],
+                        help="colour-signature similarity cut-offs of the verified rule")
     args = parser.parse_args()
     started = time.perf_counter()
     if args.cache and args.cache.exists():
         saved = np.load(args.cache)
         ph, dh, source, kind = saved["ph"], saved["dh"], saved["source"], list(saved["kind"])
+        sigs = saved["sigs"]
     else:
-        ph, dh, source, kind = build_pool(args.sources, args.seed)
+        ph, dh, source, kind, sigs = build_pool(args.sources, args.seed)
         if args.cache:
-            np.savez(args.cache, ph=ph, dh=dh, source=source, kind=np.array(kind))
+            np.savez(args.cache, ph=ph, dh=dh, source=source, kind=np.array(kind), sigs=sigs)
+    sig = normalise_signatures(sigs)
     originals = kind.count("original")
     print(f"pool: {originals:,} untouched originals + {len(ph) - originals:,} copies of "
           f"{args.sources:,} of them ({len(TRANSFORMS)} transforms); "
@@ -197,6 +232,16 @@ def main() -> None:
         print(f"   k={k}: " + ", ".join(f"{n} {same[n, k][0]:.3f}/{same[n, k][1]:.3f}"
                                        for n in TRANSFORMS)
               + f"; all pairs precision {prec:.3f}, largest cluster {largest}")
+    for cut in args.cuts:
+        ver = evaluate(ph, dh, source, kind, "same", sig, cut)
+        print_results(f"verified rule: pHash <= k and dHash <= k and colour similarity >= {cut}",
+                      ver)
+        print(f"-> verified at {cut}: largest threshold meeting the aim: {best_threshold(ver)}")
+        for k in (2, 4, 6, 8, 10, 12):
+            prec, largest, _pairs, _false = ver["all", k]
+            print(f"   k={k}: " + ", ".join(f"{n} {ver[n, k][0]:.3f}/{ver[n, k][1]:.3f}"
+                                           for n in TRANSFORMS)
+                  + f"; all pairs precision {prec:.3f}, largest cluster {largest}")
     print(f"\ntotal {time.perf_counter() - started:.1f} s")
 
 

@@ -40,12 +40,22 @@ from sqlalchemy.orm import Session
 
 from catalog.db import Catalog
 from catalog.errors import InvalidInput
-from catalog.hashing import BatchHashes, default_workers, hash_files, signed, unsigned
+from catalog.hashing import (
+    BatchHashes,
+    default_workers,
+    hash_files,
+    normalise_signatures,
+    signature_file,
+    signature_similarity,
+    signed,
+    unsigned,
+)
 from catalog.models import Image, ProductImage
 
 MAX_DISTANCE = 64
 PROBE_CHUNK = 2_000_000  # (query, probe) cells per numpy step: bounds the working memory
 MAX_TABLE_BITS = 24  # a block's direct-address table has 2**bits entries
+VERIFY_CUT = 0.97  # colour similarity a candidate pair needs (Settings.dedupe_threshold)
 
 Progress = Callable[[int, int], None]  # (done, total)
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # (i, j, distance), positions into hashes
@@ -337,6 +347,10 @@ class DedupeSummary:
     hashed_now: int = 0  # images that had no hash and got one in this run
     unhashable: list[tuple[int, str]] = field(default_factory=list)  # (image id, reason)
     seconds: float = 0.0
+    verify_cut: float | None = None  # colour verification cut-off; None: hashes only
+    candidates: int = 0  # hash pairs before verification
+    rejected: int = 0  # hash pairs the colour verification turned down
+    unverifiable: int = 0  # images in candidate pairs whose file could not be read
 
     @property
     def nothing_to_do(self) -> bool:
@@ -436,6 +450,8 @@ def run_dedupe(
     workers: int | None = None,
     progress: Progress | None = None,
     largest: int = 10,
+    verify: bool = True,
+    verify_cut: float = VERIFY_CUT,
 ) -> DedupeSummary:
     """Find near duplicates, cluster them, pick canonical images and record it all.
 
@@ -443,8 +459,15 @@ def run_dedupe(
     dHashes within `dhash_threshold` (default: the same number; 64 turns the second opinion
     off). bench/dedupe_quality.py measured that the dHash check removes most false pairs
     between different products of the same silhouette (see Settings.dedupe_threshold).
+    With `verify` (the default), each candidate pair from the hashes must also have similar
+    colours: a 16x16 RGB signature of both files (padded to square on white, decoded at
+    reduced scale, computed once per image in the run and only for images in candidate pairs)
+    must correlate >= `verify_cut` in every channel (`signature_similarity`). That separates
+    products of the same silhouette in other colours, which the hashes (grey) cannot, and so
+    allows a looser hash threshold. A pair whose file cannot be read is not accepted.
     Incremental by default: only images never compared at this threshold are searched
-    against the whole index. `dry_run` computes everything and writes nothing.
+    against the whole index (changing `verify` or `verify_cut` needs `full=True`).
+    `dry_run` computes everything and writes nothing.
     """
     started = time.perf_counter()
     threshold = validate_threshold(
@@ -453,7 +476,10 @@ def run_dedupe(
     dhash_threshold = validate_threshold(
         threshold if dhash_threshold is None else dhash_threshold, "dHash threshold"
     )
-    summary = DedupeSummary(threshold, dhash_threshold, dry_run)
+    if verify and not 0.0 <= verify_cut <= 1.0:
+        raise InvalidInput(f"the verification cut-off must be from 0 to 1, got {verify_cut}")
+    summary = DedupeSummary(threshold, dhash_threshold, dry_run,
+                            verify_cut=verify_cut if verify else None)
     hashed = hash_missing(catalog, workers)
     summary.hashed_now, summary.unhashable = len(hashed.ok), hashed.failures()
     if not dry_run:
@@ -470,6 +496,11 @@ def run_dedupe(
     i, j, _d = near_pairs(rows.phash, threshold, query, progress)
     second = distances(rows.dhash[i], rows.dhash[j]) <= dhash_threshold
     i, j = i[second], j[second]
+    summary.candidates = len(i)
+    if verify and len(i):
+        keep, summary.unverifiable = verify_pairs(catalog, rows.ids, i, j, verify_cut, workers)
+        i, j = i[keep], j[keep]
+        summary.rejected = int((~keep).sum())
     summary.compared, summary.pairs = len(query), len(i)
     if summary.mode == "incremental":  # keep the clusters already known
         i, j = _with_known_clusters(rows, i, j)
@@ -485,6 +516,52 @@ def run_dedupe(
             session.execute(update(Image), changes)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def verify_pairs(
+    catalog: Catalog,
+    ids: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    cut: float,
+    workers: int | None = None,
+) -> tuple[np.ndarray, int]:
+    """Which candidate pairs (positions into `ids`) have similar colour signatures, and how
+    many of their images could not be read (pairs touching one are not accepted).
+
+    Signatures are computed once per image, only for images in a pair, on all cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    nodes = np.unique(np.concatenate([i, j]))
+    wanted = [int(x) for x in ids[nodes]]
+    paths: dict[int, str | None] = {}
+    with catalog.session() as session:
+        for start in range(0, len(wanted), 10_000):
+            chunk = wanted[start : start + 10_000]
+            paths.update(session.execute(
+                select(Image.id, Image.path).where(Image.id.in_(chunk))
+            ).all())
+
+    def one(image_id: int) -> np.ndarray | None:
+        path = paths.get(image_id)
+        return None if path is None else signature_file(catalog.store.path(path))
+
+    with ThreadPoolExecutor(max(1, min(workers or default_workers(), len(wanted)))) as pool:
+        found = list(pool.map(one, wanted))
+    readable = np.array([s is not None for s in found], bool)
+    cells = next((s.shape for s in found if s is not None), (1, 3))
+    # an unreadable image gets zeros: its pairs are dropped by `readable` below
+    sigs = normalise_signatures(
+        np.stack([s if s is not None else np.zeros(cells, np.float32) for s in found])
+    )
+    slot = np.searchsorted(nodes, i), np.searchsorted(nodes, j)
+    keep = np.zeros(len(i), bool)
+    for start in range(0, len(i), 100_000):
+        a, b = slot[0][start : start + 100_000], slot[1][start : start + 100_000]
+        keep[start : start + len(a)] = (
+            (signature_similarity(sigs[a], sigs[b]) >= cut) & readable[a] & readable[b]
+        )
+    return keep, int((~readable).sum())
 
 
 def _with_hashed(rows: _Rows, hashed: _Hashed) -> _Rows:

@@ -347,3 +347,83 @@ __all__ = [
     "to_signed",
     "to_unsigned",
 ]
+
+
+# ---------------------------------------------------------------- colour signatures
+
+SIGNATURE_SIDE = 16  # a signature is SIGNATURE_SIDE**2 RGB cells of the image padded to square
+
+
+def colour_signature(data: bytes) -> np.ndarray:
+    """A small colour thumbnail to verify candidate pairs: the image padded to a square on
+    white (transparency flattened on white), box-averaged to SIGNATURE_SIDE x SIGNATURE_SIDE
+    RGB, as float32 of shape (SIGNATURE_SIDE**2, 3). JPEGs are decoded at reduced scale.
+    ValueError if the bytes do not decode."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                if img.format == "JPEG":
+                    img.draft("RGB", (4 * SIGNATURE_SIDE, 4 * SIGNATURE_SIDE))
+                img.seek(0)
+                img.load()
+                if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+                    rgba = img.convert("RGBA")
+                    rgb = Image.new("RGB", rgba.size, "white")
+                    rgb.paste(rgba, mask=rgba.getchannel("A"))
+                else:
+                    rgb = img.convert("RGB")
+        except Exception as exc:
+            raise ValueError(_short(exc)) from exc
+    side = max(rgb.size)
+    square = Image.new("RGB", (side, side), "white")
+    square.paste(rgb, ((side - rgb.width) // 2, (side - rgb.height) // 2))
+    small = square.resize((SIGNATURE_SIDE, SIGNATURE_SIDE), Image.Resampling.BOX)
+    return np.asarray(small, np.float32).reshape(-1, 3)
+
+
+def signature_file(path: str | Path) -> np.ndarray | None:
+    """`colour_signature` of a file, or None if it cannot be read or decoded."""
+    try:
+        return colour_signature(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+BACKGROUND_LUMA = 235.0  # brighter cells are backdrop (products are shot on white)
+
+
+def normalise_signatures(sigs: np.ndarray) -> np.ndarray:
+    """RGB signatures (images, cells, 3) -> (images, cells, 3) features for
+    `signature_similarity`: [luma, (R - G) / (luma + 32), (B - G) / (luma + 32)]. The chroma
+    ratios do not move under a global brightness change."""
+    x = np.asarray(sigs, np.float32)
+    luma = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    damp = luma + 32.0  # dark cells carry little colour: keep their noise from counting
+    chroma_r = (x[..., 0] - x[..., 1]) / damp
+    chroma_b = (x[..., 2] - x[..., 1]) / damp
+    return np.stack([luma, chroma_r, chroma_b], axis=-1).astype(np.float32)
+
+
+def signature_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pair of normalised signatures (arrays of shape (pairs, cells, 3)), compared on the
+    cells that are not white backdrop in either image: the smaller of the luma correlation
+    there (blind to a global brightness or contrast change) and 1 - the mean absolute chroma
+    difference there. 1 for the same picture; low for different products of one silhouette
+    in other colours (chroma) or with other details inside (luma). An image that is all
+    backdrop in both agrees fully."""
+    w = ((a[..., 0] < BACKGROUND_LUMA) | (b[..., 0] < BACKGROUND_LUMA)).astype(np.float32)
+    n = w.sum(axis=1)
+    safe = np.maximum(n, 1.0)[:, None]
+    la = a[..., 0] - (a[..., 0] * w).sum(axis=1)[:, None] / safe
+    lb = b[..., 0] - (b[..., 0] * w).sum(axis=1)[:, None] / safe
+    cov = (la * lb * w).sum(axis=1)
+    var = np.sqrt((la * la * w).sum(axis=1) * (lb * lb * w).sum(axis=1))
+    corr = np.where(var > 1e-3, cov / np.maximum(var, 1e-3), 1.0)
+    chroma = (np.abs(a[..., 1:] - b[..., 1:]).sum(axis=2) * w).sum(axis=1) / (2 * safe[:, 0])
+    return np.asarray(np.where(n > 0, np.minimum(corr, 1.0 - chroma), 1.0), np.float32)

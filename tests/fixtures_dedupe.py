@@ -39,6 +39,24 @@ def photo_like(seed: int, size: tuple[int, int] = (224, 224), white: bool = Fals
     return Image.fromarray(np.clip(np.asarray(img) + noise, 0, 255).astype(np.uint8))
 
 
+def silhouette(colour: tuple[int, int, int], size: tuple[int, int] = (320, 320),
+               seed: int = 0) -> PILImage:
+    """A product on white: one garment-like shape (body and sleeves) filled with `colour`,
+    soft edges and sensor noise. Two colours of equal luminance give the same grey picture,
+    so the same pHash and dHash: different products that only colour tells apart."""
+    w, h = size
+    img = Image.new("RGB", size, (250, 250, 250))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([0.3 * w, 0.2 * h, 0.7 * w, 0.9 * h], fill=colour)
+    draw.polygon([(0.3 * w, 0.2 * h), (0.1 * w, 0.45 * h), (0.2 * w, 0.5 * h),
+                  (0.3 * w, 0.35 * h)], fill=colour)
+    draw.polygon([(0.7 * w, 0.2 * h), (0.9 * w, 0.45 * h), (0.8 * w, 0.5 * h),
+                  (0.7 * w, 0.35 * h)], fill=colour)
+    img = img.filter(ImageFilter.GaussianBlur(radius=max(w, h) / 150))
+    noise = np.random.default_rng(seed).normal(0, 3, (h, w, 3))
+    return Image.fromarray(np.clip(np.asarray(img) + noise, 0, 255).astype(np.uint8))
+
+
 def encode(img: PILImage, fmt: str = "JPEG", quality: int = 92) -> bytes:
     buf = io.BytesIO()
     if fmt == "JPEG":

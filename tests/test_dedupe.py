@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_dedupe import brighter, encode, photo_like, resized
+from fixtures_dedupe import brighter, encode, photo_like, resized, silhouette
 from PIL import Image as PILImage
 from sqlalchemy import select, update
 
@@ -23,8 +23,15 @@ from catalog.dedupe import (
     plan_blocks,
     run_dedupe,
     validate_threshold,
+    verify_pairs,
 )
 from catalog.errors import InvalidInput
+from catalog.hashing import (
+    colour_signature,
+    hash_bytes,
+    normalise_signatures,
+    signature_similarity,
+)
 from catalog.ingest import get_or_create_store, ingest_image, link_image, upsert_product
 from catalog.models import Image
 
@@ -99,6 +106,9 @@ def test_threshold_outside_0_to_64_is_refused(bad: int) -> None:
 
 EPOCH = datetime(2026, 1, 1)
 T = 4  # the brighter copy of photo 1 is 2 bits off in pHash and 4 in dHash; others >= 16
+# The planted tests below check the hash search and clustering, so they run with verify=False:
+# photo 1 has a saturated gradient backdrop that brightening clips (colour similarity 0.96,
+# under VERIFY_CUT); the colour check is tested on white-backed products at the end.
 
 
 def add_images(catalog: Catalog, datas: list[bytes], product: str = "p") -> list[int]:
@@ -139,7 +149,7 @@ def planted(catalog: Catalog) -> dict[str, object]:
 
 def test_planted_duplicates_form_clusters(planted: dict) -> None:
     cat, ids = planted["catalog"], planted["ids"]
-    summary = run_dedupe(cat, T)
+    summary = run_dedupe(cat, T, verify=False)
     assert summary.mode == "full"
     assert summary.clusters == 2
     assert summary.sizes == {2: 1, 3: 1}
@@ -158,7 +168,7 @@ def test_planted_duplicates_form_clusters(planted: dict) -> None:
 
 def test_canonical_is_largest_then_earliest(planted: dict) -> None:
     cat, ids = planted["catalog"], planted["ids"]
-    run_dedupe(cat, T)
+    run_dedupe(cat, T, verify=False)
     state = rows(cat)
     # 320 px original beats the 160 px copy and the same-size q30 copy seen later
     assert state[ids[0]][1] is True
@@ -168,19 +178,19 @@ def test_canonical_is_largest_then_earliest(planted: dict) -> None:
     with cat.session() as session:
         session.execute(update(Image).where(Image.id == planted["bright"])
                         .values(created_at=EPOCH - timedelta(days=1)))
-    run_dedupe(cat, T, full=True)
+    run_dedupe(cat, T, verify=False, full=True)
     state = rows(cat)
     assert state[planted["bright"]][1] is True and state[ids[1]][1] is False
 
 
 def test_incremental_run_compares_only_new_images(planted: dict) -> None:
     cat, ids = planted["catalog"], planted["ids"]
-    run_dedupe(cat, T)
-    again = run_dedupe(cat, T)
+    run_dedupe(cat, T, verify=False)
+    again = run_dedupe(cat, T, verify=False)
     assert again.mode == "nothing-new" and again.nothing_to_do and again.compared == 0
     big = photo_like(0, (320, 320), white=True).resize((640, 640))
     new_id = add_images(cat, [encode(big), encode(photo_like(99))])[0]
-    summary = run_dedupe(cat, T)
+    summary = run_dedupe(cat, T, verify=False)
     assert summary.mode == "incremental"
     assert summary.compared == 2
     state = rows(cat)
@@ -192,11 +202,11 @@ def test_incremental_run_compares_only_new_images(planted: dict) -> None:
 
 def test_incremental_keeps_a_cluster_whose_first_image_left(planted: dict) -> None:
     cat, ids = planted["catalog"], planted["ids"]
-    run_dedupe(cat, T)
+    run_dedupe(cat, T, verify=False)
     with cat.session() as session:
         session.execute(update(Image).where(Image.id == ids[0]).values(rejected_reason="gone"))
     add_images(cat, [encode(photo_like(77))])
-    assert run_dedupe(cat, T).mode == "incremental"
+    assert run_dedupe(cat, T, verify=False).mode == "incremental"
     state = rows(cat)
     assert state[planted["small"]][0] == state[planted["q30"]][0] == planted["small"]
     assert state[planted["small"]][1] != state[planted["q30"]][1]
@@ -214,7 +224,7 @@ def test_other_threshold_redoes_all_pairs(planted: dict) -> None:
 def test_dry_run_writes_nothing(planted: dict) -> None:
     cat = planted["catalog"]
     before = rows(cat)
-    summary = run_dedupe(cat, T, dry_run=True)
+    summary = run_dedupe(cat, T, verify=False, dry_run=True)
     assert summary.clusters == 2 and summary.rows_changed == 11
     assert rows(cat) == before
 
@@ -237,10 +247,10 @@ def test_undecodable_image_keeps_no_hash_and_is_reported(planted: dict) -> None:
         img = session.get_one(Image, planted["q30"])
         cat.store.path(img.path).write_bytes(b"\xff\xd8\xff" + b"junk" * 50)
         session.execute(update(Image).values(phash=None, dhash=None))
-    dry = run_dedupe(cat, T, dry_run=True)
+    dry = run_dedupe(cat, T, verify=False, dry_run=True)
     assert [i for i, _ in dry.unhashable] == [planted["q30"]]
     assert dry.clusters == 2 and dry.images == 10
-    summary = run_dedupe(cat, T)
+    summary = run_dedupe(cat, T, verify=False)
     assert [i for i, _ in summary.unhashable] == [planted["q30"]]
     assert summary.hashed_now == 10 and summary.images == 10 and summary.clusters == 2
     with cat.session() as session:
@@ -250,8 +260,8 @@ def test_undecodable_image_keeps_no_hash_and_is_reported(planted: dict) -> None:
 
 def test_dhash_second_opinion_removes_pairs(planted: dict) -> None:
     cat = planted["catalog"]
-    loose = run_dedupe(cat, T, dry_run=True, dhash_threshold=64)
-    strict = run_dedupe(cat, T, dry_run=True, dhash_threshold=0)
+    loose = run_dedupe(cat, T, verify=False, dry_run=True, dhash_threshold=64)
+    strict = run_dedupe(cat, T, verify=False, dry_run=True, dhash_threshold=0)
     assert strict.pairs < loose.pairs == 4
     assert loose.dhash_threshold == 64 and strict.dhash_threshold == 0
 
@@ -259,14 +269,15 @@ def test_dhash_second_opinion_removes_pairs(planted: dict) -> None:
 def test_default_threshold_finds_resized_and_recompressed_copies(planted: dict) -> None:
     cat, ids = planted["catalog"], planted["ids"]
     summary = run_dedupe(cat)
-    assert (summary.threshold, summary.dhash_threshold) == (2, 2)
+    assert (summary.threshold, summary.dhash_threshold) == (10, 10)
+    assert summary.verify_cut is not None
     state = rows(cat)
     assert state[planted["small"]][0] == state[planted["q30"]][0] == ids[0]
 
 
 def test_listing_members_and_contact_sheet(planted: dict, tmp_path: Path) -> None:
     cat, ids = planted["catalog"], planted["ids"]
-    run_dedupe(cat, T)
+    run_dedupe(cat, T, verify=False)
     with cat.session() as session:
         clusters = list_clusters(session)
         assert [(c.cluster_id, c.size) for c in clusters] == [(ids[0], 3), (ids[1], 2)]
@@ -339,3 +350,82 @@ def test_cli_empty_catalog(cli) -> None:  # type: ignore[no-untyped-def]
     result = cli("dedupe")
     assert result.exit_code == 0
     assert "Nothing to do" in result.output
+
+
+# ---------------------------------------------------------------- colour verification
+
+RED, GREEN = (180, 60, 60), (60, 120, 60)  # equal luminance: one grey picture, two products
+
+
+def similarity(a: bytes, b: bytes) -> float:
+    sigs = normalise_signatures(np.stack([colour_signature(a), colour_signature(b)]))
+    return float(signature_similarity(sigs[:1], sigs[1:])[0])
+
+
+def test_signature_tells_colours_apart_but_not_brightness() -> None:
+    red, green = encode(silhouette(RED)), encode(silhouette(GREEN))
+    ph_r, dh_r = hash_bytes(red)
+    ph_g, dh_g = hash_bytes(green)
+    assert bin(ph_r ^ ph_g).count("1") <= 2 and bin(dh_r ^ dh_g).count("1") <= 2
+    assert similarity(red, green) < 0.5
+    assert similarity(red, encode(brighter(silhouette(RED)))) > 0.95
+    assert similarity(red, encode(resized(silhouette(RED)))) > 0.95
+    photo = photo_like(3, (320, 240))
+    assert similarity(encode(photo), encode(photo, quality=30)) > 0.95
+    assert similarity(encode(photo), encode(photo, "PNG")) > 0.95
+
+
+def test_flat_images_agree_with_each_other() -> None:
+    white = encode(PILImage.new("RGB", (64, 64), "white"))
+    assert similarity(white, white) == 1.0
+
+
+@pytest.fixture
+def silhouettes(catalog: Catalog) -> dict[str, object]:
+    """A red and a green product of one silhouette, and a brighter copy of the red one."""
+    red, green, bright = add_images(catalog, [
+        encode(silhouette(RED)), encode(silhouette(GREEN)), encode(brighter(silhouette(RED))),
+    ])
+    return {"catalog": catalog, "red": red, "green": green, "bright": bright}
+
+
+def test_same_silhouette_in_other_colours_is_not_clustered(silhouettes: dict) -> None:
+    cat = silhouettes["catalog"]
+    red, green, bright = silhouettes["red"], silhouettes["green"], silhouettes["bright"]
+    unverified = run_dedupe(cat, dry_run=True, verify=False)
+    assert unverified.pairs == 3 and unverified.verify_cut is None  # the hashes merge all
+    summary = run_dedupe(cat)
+    assert summary.verify_cut is not None
+    assert (summary.candidates, summary.rejected, summary.pairs) == (3, 2, 1)
+    state = rows(cat)
+    assert state[red][0] == state[bright][0] == red  # the brighter copy is a duplicate
+    assert state[green][:2] == (None, True)  # the green product is not
+
+
+def test_incremental_run_verifies_new_pairs(silhouettes: dict) -> None:
+    cat = silhouettes["catalog"]
+    red = silhouettes["red"]
+    run_dedupe(cat)
+    blue, copy = add_images(cat, [encode(silhouette((60, 85, 230))),
+                                  encode(silhouette(RED), quality=30)], product="q")
+    summary = run_dedupe(cat)
+    assert summary.mode == "incremental" and summary.compared == 2
+    state = rows(cat)
+    assert state[copy][0] == red and state[silhouettes["bright"]][0] == red
+    assert state[blue][0] is None and state[silhouettes["green"]][0] is None
+
+
+def test_unreadable_file_is_not_accepted(silhouettes: dict) -> None:
+    cat = silhouettes["catalog"]
+    with cat.session() as session:
+        path = session.scalar(select(Image.path).where(Image.id == silhouettes["bright"]))
+    cat.store.path(str(path)).unlink()
+    i, j = np.array([0, 0]), np.array([1, 2])
+    ids = np.array([silhouettes["red"], silhouettes["green"], silhouettes["bright"]])
+    keep, unreadable = verify_pairs(cat, ids, i, j, 0.9)
+    assert keep.tolist() == [False, False] and unreadable == 1
+
+
+def test_bad_verification_cut_is_refused(silhouettes: dict) -> None:
+    with pytest.raises(InvalidInput, match="cut-off"):
+        run_dedupe(silhouettes["catalog"], verify_cut=1.5)

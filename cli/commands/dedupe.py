@@ -23,7 +23,11 @@ def dedupe(
     threshold: int = typer.Option(
         None, "--threshold", "-t",
         help="Largest Hamming distance (0-64) of both pHash and dHash that counts as a "
-        "duplicate \\[default: the dedupe_threshold setting, 2].",
+        "duplicate \\[default: the dedupe_threshold setting].",
+    ),
+    no_verify: bool = typer.Option(
+        False, "--no-verify", help="Trust the hashes alone: skip the colour check of each "
+        "candidate pair (faster, but different products of one silhouette may merge).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Find and report; write nothing."),
     full: bool = typer.Option(
@@ -57,17 +61,18 @@ def dedupe(
     elif sheet is not None:
         _sheet(st, sheet)
     else:
-        _run(st, threshold, dry_run, full)
+        _run(st, threshold, dry_run, full, not no_verify)
 
 
-def _run(st: AppState, threshold: int | None, dry_run: bool, full: bool) -> None:
+def _run(st: AppState, threshold: int | None, dry_run: bool, full: bool, verify: bool) -> None:
     from catalog.dedupe import run_dedupe, validate_threshold
 
     if threshold is not None:
         validate_threshold(threshold)  # refuse before opening anything
     cat = st.catalog()
     with progress_bar(st, "Comparing hashes") as update:
-        summary = run_dedupe(cat, threshold, dry_run=dry_run, full=full, progress=update)
+        summary = run_dedupe(cat, threshold, dry_run=dry_run, full=full,
+                             progress=update, verify=verify)
     _render_summary(st, summary)
 
 
@@ -89,12 +94,18 @@ def _render_summary(st: AppState, s: DedupeSummary) -> None:
     table.add_column("what")
     table.add_column("value", justify="right")
     rule = f"pHash ≤ {s.threshold} and dHash ≤ {s.dhash_threshold}"
+    if s.verify_cut is not None:
+        rule += f" and colours correlate ≥ {s.verify_cut:g}"
     for name, value in [
         ("mode", s.mode),
         ("duplicate when", rule),
         ("images with hashes", f"{s.images:,}"),
         ("hashed in this run", f"{s.hashed_now:,}"),
         ("compared in this run", f"{s.compared:,}"),
+        *([("hash pairs turned down by colour", f"{s.rejected:,} of {s.candidates:,}")]
+          if s.verify_cut is not None else []),
+        *([("images whose file could not be read", f"{s.unverifiable:,}")]
+          if s.unverifiable else []),
         ("near-duplicate pairs found", f"{s.pairs:,}"),
         ("clusters (2+ images)", f"{s.clusters:,}"),
         ("images in clusters", f"{s.clustered_images:,}"),
