@@ -21,7 +21,8 @@ def demo(
 ) -> None:
     """Run the whole job on the bundled sample shop, from crawl to category CSV.
 
-    Crawl, dedupe, train, evaluate, predict, accept the confident, export. Needs no network beyond localhost. Running it again reuses the crawl and the model.
+    Crawl, dedupe, train, evaluate, predict, accept the confident, export. Needs no network
+    beyond localhost. Running it again reuses the crawl and the model.
     Example: slashcat demo --home demo-data --time-budget 2
     """
     from catalog.settings import Settings
