@@ -121,8 +121,8 @@ class Classifier:
         """The top-k (category, probability) pairs for one image; raises ImageRejected."""
         return self.top_k(self.probabilities(self.prepare(data)[None]), top_k)[0]
 
-    def classify_many(self, blobs: Sequence[bytes], top_k: int = 3) -> list[TopK | ImageRejected]:
-        """Like classify_bytes for many images in one batch; bad ones come back as errors."""
+    def prepare_many(self, blobs: Sequence[bytes]) -> list[np.ndarray | ImageRejected]:
+        """Each blob prepared for the model, or the reason it was refused."""
         prepared: list[np.ndarray | ImageRejected] = []
         for data in blobs:
             try:
@@ -131,6 +131,11 @@ class Classifier:
                 prepared.append(exc)
             except Exception as exc:  # bytes Pillow accepts but TensorFlow cannot decode
                 prepared.append(ImageRejected("corrupt", str(exc).splitlines()[0][:160]))
+        return prepared
+
+    def classify_many(self, blobs: Sequence[bytes], top_k: int = 3) -> list[TopK | ImageRejected]:
+        """Like classify_bytes for many images in one batch; bad ones come back as errors."""
+        prepared = self.prepare_many(blobs)
         good = [p for p in prepared if isinstance(p, np.ndarray)]
         shape = (0, self.image_size, self.image_size, 3)
         ranked = iter(self.top_k(self.probabilities(np.stack(good) if good else np.zeros(shape)),

@@ -190,14 +190,7 @@ class Predictor:
         import numpy as np
 
         clf = self.classifier
-        prepared: list[Any] = []
-        for data in blobs:
-            try:
-                prepared.append(clf.prepare(data))
-            except ImageRejected as exc:
-                prepared.append(exc)
-            except Exception as exc:  # bytes Pillow accepts but TensorFlow cannot decode
-                prepared.append(ImageRejected("corrupt", str(exc).splitlines()[0][:160]))
+        prepared: list[Any] = clf.prepare_many(blobs)
         good = [p for p in prepared if not isinstance(p, ImageRejected)]
         if not good:
             return prepared
