@@ -204,9 +204,12 @@ def test_interrupted_crawl_resumes(storefront: Any, settings: Settings) -> None:
         if threading.current_thread() is main and report.products >= 40:
             raise KeyboardInterrupt
 
+    # One request at a time, so the crawl cannot finish between two progress callbacks on a
+    # busy machine (the callback runs on the main thread every 0.1-0.25 s).
+    slow = CrawlOptions(autothrottle=False, retry_backoff_s=0.05, concurrency=1, per_domain=1)
     with open_catalog(settings) as cat:
         with pytest.raises(KeyboardInterrupt):
-            crawl(cat, storefront.url, store_name="Demo", progress=interrupt, options=FAST)
+            crawl(cat, storefront.url, store_name="Demo", progress=interrupt, options=slow)
         assert job_dir(settings, "Demo").exists()
         with cat.session() as s:
             partial = s.scalar(select(func.count()).select_from(Product))
