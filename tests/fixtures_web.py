@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+from fixtures_classifier import shape_image
 
 from catalog.db import Catalog, open_catalog
 from catalog.settings import Settings
@@ -46,25 +47,8 @@ MAX_BODY = 5 * 1024 * 1024
 
 def shape_png(shape: str, colour: tuple[int, int, int], seed: int, size: int = 48,
               fmt: str = "PNG") -> bytes:
-    """A coloured shape at a random place on a white, slightly noisy background."""
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    img = Image.new("RGB", (size, size), (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    r = int(rng.integers(size // 4, size // 3))
-    cx, cy = (int(v) for v in rng.integers(r + 1, size - r - 1, 2))
-    box = (cx - r, cy - r, cx + r, cy + r)
-    if shape == "circle":
-        draw.ellipse(box, fill=colour)
-    elif shape == "square":
-        draw.rectangle(box, fill=colour)
-    else:
-        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
-    arr = np.asarray(img).astype(np.int16) + rng.integers(-6, 6, (size, size, 3))
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, fmt)
-    return buf.getvalue()
+    """The classifier fixtures' shape image, at the web tests' size."""
+    return shape_image(shape, colour, seed, size, fmt)
 
 
 def bomb_png(side: int = 12_000) -> bytes:
