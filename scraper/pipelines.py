@@ -134,10 +134,8 @@ class StoreProductPipeline:
                 deferToThreadPool(reactor, self.pool, self._save, ctx, item))
         except Exception as exc:  # a catalog error loses this item only
             ctx.report.error(f"saving {item.product.url}: {str(exc)[:160]}")
-            ctx.notify()
             raise DropItem(str(exc)) from exc
         outcome.apply(ctx.report)
-        ctx.notify()
         return item
 
     def _save(self, ctx: Any, item: ProductItem) -> Any:

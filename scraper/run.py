@@ -66,9 +66,14 @@ class CrawlContext:
     options: CrawlOptions
     progress: Progress | None = None
     _last: float = 0.0
+    # Progress is reported only on the thread that called crawl() (it polls while the
+    # reactor thread works): a callback may draw, or raise KeyboardInterrupt to stop the
+    # crawl, and neither belongs inside Twisted. Calls from the reactor thread used to reset
+    # the throttle and starve the caller's own calls, so an interrupt could miss the crawl.
+    owner: int = field(default_factory=threading.get_ident)
 
     def notify(self, force: bool = False) -> None:
-        if self.progress is None:
+        if self.progress is None or threading.get_ident() != self.owner:
             return
         now = time.monotonic()
         if force or now - self._last >= PROGRESS_EVERY_S:

@@ -159,7 +159,6 @@ class StoreSpider(scrapy.Spider):
         self.report.error(message)
         if request.url == self.start_url:
             self.report.start_error = message
-        self.context.notify()
 
     # ---- helpers -------------------------------------------------------------------------
 
