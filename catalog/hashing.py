@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -112,19 +112,30 @@ def _to_bytes_range(x: np.ndarray) -> np.ndarray:
     return np.clip(x, 0.0, 255.0, out=x)
 
 
-def _resize_pair(stack: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
-    """Resize a stack (n, h, w) to (n, out_h, out_w) as two rounded matrix products.
+def _resize_both(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A stack (n, h, w) resized as Pillow's Lanczos would to 32x32 (pHash) and 9x8 (dHash).
 
-    Pillow resizes horizontally first, then vertically, rounding to 8 bits after each pass.
-    Stacked products run one small BLAS call per image, which OpenBLAS keeps on one thread:
-    one large flattened product is a little faster alone but spawns BLAS threads that fight
-    the other worker processes for the cores (measured: 2x slower with a process pool).
+    Pillow resizes horizontally first, then vertically, rounding to 8 bits after each pass;
+    the horizontal pass is shared by both sizes (one product to 32 + 9 columns). Stacked
+    products run one small BLAS call per image, which OpenBLAS keeps on one thread: one large
+    flattened product spawns BLAS threads that fight the other worker processes for the cores
+    (measured: 2x slower with a process pool).
     """
     _, h, w = stack.shape
-    rw = resize_matrix(w, out_w).astype(np.float32)
-    rh = resize_matrix(h, out_h).astype(np.float32)
-    rows = _to_bytes_range(stack @ rw.T)  # (n, h, out_w)
-    return _to_bytes_range(rh @ rows)  # (n, out_h, out_w)
+    both = np.concatenate([resize_matrix(w, PHASH_SIZE), resize_matrix(w, 9)])
+    rows = _to_bytes_range(stack @ both.T.astype(np.float32))  # (n, h, 32 + 9)
+    rh32 = resize_matrix(h, PHASH_SIZE).astype(np.float32)
+    rh8 = resize_matrix(h, 8).astype(np.float32)
+    small = _to_bytes_range(rh32 @ rows[:, :, :PHASH_SIZE])  # (n, 32, 32)
+    tiny = _to_bytes_range(rh8 @ rows[:, :, PHASH_SIZE:])  # (n, 8, 9)
+    return small, tiny
+
+
+def _above_median(values: np.ndarray) -> np.ndarray:
+    """values (n, 64) > their row median; np.partition finds the two middle values."""
+    mid = HASH_BITS // 2
+    part = np.partition(values, (mid - 1, mid), axis=1)
+    return values > (part[:, mid - 1 : mid] + part[:, mid : mid + 1]) / 2
 
 
 def hashes_of_stack(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,15 +143,13 @@ def hashes_of_stack(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     stack = np.asarray(gray, dtype=np.float32)
     if stack.ndim == 2:
         stack = stack[None]
-    n = len(stack)
-    small = _resize_pair(stack, PHASH_SIZE, PHASH_SIZE).astype(np.float64)
+    small, tiny = _resize_both(stack)
     dct = _dct_rows()
     # imagehash: DCT along axis 0 (rows), then axis 1; keep the 8x8 lowest frequencies.
     # Rounded so that coefficients which are exactly equal in imagehash (zeros of a flat
     # image) do not differ by float noise here and flip bits at random.
-    low = np.round((dct @ small @ dct.T).reshape(n, HASH_BITS), 6)
-    phash = pack_rows(low > np.median(low, axis=1, keepdims=True))
-    tiny = _resize_pair(stack, 9, 8)
+    low = np.round((dct @ small.astype(np.float64) @ dct.T).reshape(len(stack), HASH_BITS), 6)
+    phash = pack_rows(_above_median(low))
     dhash = pack_rows(tiny[:, :, 1:] > tiny[:, :, :-1])
     return phash, dhash
 
@@ -194,18 +203,36 @@ def decode_gray(data: bytes) -> np.ndarray:
     """
     frame = jpeg_frame(data) if data[:3] == b"\xff\xd8\xff" else None
     if frame is not None and frame[2] in (1, 3):  # grey or YCbCr; CMYK goes through Pillow
-        import simplejpeg
-
         width, height, _ = frame
         d = reduction(width, height)
         try:
-            gray = simplejpeg.decode_jpeg(
+            gray = _simplejpeg().decode_jpeg(
                 data, colorspace="GRAY", min_width=-(-width // d), min_height=-(-height // d)
             )
         except ValueError as exc:  # truncated or corrupt: strict mode refuses warnings too
             raise ValueError(_short(exc)) from exc
         return gray[:, :, 0]
     return _decode_gray_pillow(data)
+
+
+@cache
+def _simplejpeg() -> Any:
+    import simplejpeg  # here, not at the top: the CLI imports this module and starts fast
+
+    return simplejpeg
+
+
+def read_file(path: str | Path) -> bytes:
+    """A file's bytes with the fewest system calls (Path.read_bytes costs twice as much, which
+    shows when hashing ten thousand small photos a second)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+    finally:
+        os.close(fd)
 
 
 def _decode_gray_pillow(data: bytes) -> np.ndarray:
@@ -266,7 +293,7 @@ def hash_chunk(paths: Sequence[str | Path]) -> BatchHashes:
     by_shape: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
     for i, path in enumerate(paths):
         try:
-            gray = decode_gray(Path(path).read_bytes())
+            gray = decode_gray(read_file(path))
         except (OSError, ValueError) as exc:
             out.errors[i] = _short(exc)
             continue
@@ -400,11 +427,19 @@ BACKGROUND_LUMA = 235.0  # brighter cells are backdrop (products are shot on whi
 
 def normalise_signatures(sigs: np.ndarray) -> np.ndarray:
     """RGB signatures (images, cells, 3) -> (images, cells, 3) features for
-    `signature_similarity`: [luma, (R - G) / (luma + 32), (B - G) / (luma + 32)]. The chroma
-    ratios do not move under a global brightness change."""
+    `signature_similarity`: [luma, (R - G) / damp, (B - G) / damp] per cell.
+
+    damp is the cell's luma plus half the image's mean product luma (cells darker than the
+    backdrop), at least 16: dark cells carry little colour, so their noise must not count,
+    and because the damping scales with the image, a global brightness change (every channel
+    times k) leaves the chroma features as they were. A fixed damping (luma + 32) moved them
+    enough to lose 1 in 20 brightened copies (bench/dedupe_quality.py).
+    """
     x = np.asarray(sigs, np.float32)
     luma = x @ np.array([0.299, 0.587, 0.114], np.float32)
-    damp = luma + 32.0  # dark cells carry little colour: keep their noise from counting
+    product = luma < BACKGROUND_LUMA
+    mean = (luma * product).sum(axis=-1) / np.maximum(product.sum(axis=-1), 1)
+    damp = luma + np.maximum(0.5 * mean, 16.0)[..., None]
     chroma_r = (x[..., 0] - x[..., 1]) / damp
     chroma_b = (x[..., 2] - x[..., 1]) / damp
     return np.stack([luma, chroma_r, chroma_b], axis=-1).astype(np.float32)
