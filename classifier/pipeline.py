@@ -1,14 +1,17 @@
 """The input pipeline: tf.data decodes from the image store, pads to a white square, resizes.
 
-Decoded images are kept at training size (uint8), so each epoch only shuffles, augments
-(Keras layers, in parallel with the model) and prefetches. JPEGs are decoded at a reduced
-scale (libjpeg's DCT scaling) when they are much larger than the training size.
+tf.data drives the decoding, several batches in parallel and in order; OpenCV decodes each
+batch inside one `tf.numpy_function` call (it releases the GIL, and is about 3.5x faster
+per image than TensorFlow's own decode ops). JPEGs are decoded at a reduced scale (libjpeg's
+DCT scaling) when they are much larger than the training size. Decoded images are kept at
+training size (uint8), so each epoch only shuffles, augments (Keras layers, in parallel with
+the model) and prefetches.
 """
-
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -23,59 +26,120 @@ def _tf() -> Any:
     return tf
 
 
-def decode_rgb(data: Any, size: int) -> Any:
-    """Bytes (a scalar string tensor) -> uint8 RGB, alpha composited on white."""
-    tf = _tf()
-    head = tf.strings.substr(data, 0, 3)
-    kind = tf.where(
-        tf.equal(head, b"\xff\xd8\xff"), 0, tf.where(tf.equal(head, b"GIF"), 1, 2)
-    )
+@cache
+def _cv2() -> Any:
+    import cv2  # here, not at the top: the CLI must start without OpenCV
 
-    def jpeg() -> Any:
-        shape = tf.io.extract_jpeg_shape(data)
-        side = tf.maximum(shape[0], shape[1])
-        # The largest DCT scale that still leaves at least `size` pixels on the long side.
-        ratio = tf.cast(tf.clip_by_value(side // size, 1, 8), tf.int32)
-        index = tf.where(ratio >= 8, 3, tf.where(ratio >= 4, 2, tf.where(ratio >= 2, 1, 0)))
-        return tf.switch_case(
-            index,
-            [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in (1, 2, 4, 8)],
-        )
+    # tf.data already decodes several batches at once: OpenCV's own worker threads would
+    # only fight those for the cores (measured: 2x the CPU time per image).
+    cv2.setNumThreads(1)
+    return cv2
 
-    def gif() -> Any:
-        return tf.io.decode_image(data, channels=3, expand_animations=False)
 
-    def with_alpha() -> Any:
-        rgba = tf.cast(tf.io.decode_image(data, channels=4, expand_animations=False), tf.float32)
-        alpha = rgba[..., 3:] / 255.0
-        rgb = rgba[..., :3] * alpha + BACKGROUND * (1.0 - alpha)
-        return tf.cast(tf.round(rgb), tf.uint8)
+def _jpeg_flag(data: bytes, size: int) -> int:
+    """OpenCV's read flag for the largest DCT scale (1/2, 1/4, 1/8) that still leaves at
+    least `size` pixels on the long side: most of a large JPEG is never decoded."""
+    from catalog.hashing import jpeg_frame
 
-    img = tf.switch_case(kind, [jpeg, gif, with_alpha])
-    img.set_shape([None, None, 3])
+    cv2 = _cv2()
+    frame = jpeg_frame(data)
+    ratio = max(frame[0], frame[1]) // size if frame else 1
+    for scale, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                        (2, cv2.IMREAD_REDUCED_COLOR_2)):
+        if ratio >= scale:
+            return int(flag)
+    return int(cv2.IMREAD_COLOR)
+
+
+def _to_bgr(img: np.ndarray) -> np.ndarray:
+    """What OpenCV decoded (grey, BGR or BGRA, 8 or 16 bits) as uint8 BGR, alpha on white.
+
+    Channels stay in OpenCV's order until the image is small (see prepare_bytes): swapping
+    them at full size cost a quarter of the decoding time.
+    """
+    cv2 = _cv2()
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    if img.ndim == 2 or img.shape[2] == 1:
+        return np.asarray(cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
+    if img.shape[2] == 4:
+        alpha = img[:, :, 3:].astype(np.float32) / 255.0
+        flat = img[:, :, :3].astype(np.float32) * alpha + BACKGROUND * (1.0 - alpha)
+        return np.rint(flat).astype(np.uint8)
     return img
 
 
-def pad_square_resize(img: Any, size: int) -> Any:
+def _decode_pillow(data: bytes) -> np.ndarray:
+    """The fallback for what OpenCV cannot read; ValueError if Pillow cannot either."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                img.seek(0)  # the first frame of an animation
+                rgba = np.asarray(img.convert("RGBA"))
+        except Exception as exc:
+            raise ValueError(str(exc).splitlines()[0][:160] or type(exc).__name__) from exc
+    return _to_bgr(np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]]))
+
+
+def decode_bgr(data: bytes, size: int) -> np.ndarray:
+    """Bytes -> uint8 BGR (h, w, 3), alpha composited on white; ValueError if undecodable.
+
+    OpenCV (libjpeg-turbo, libpng, libwebp) releases the GIL, so tf.data's parallel calls
+    use every core. A 224 px shop photo prepared at 64 px took 183 us here, against 669 us
+    through TensorFlow's decode and resize ops. EXIF orientation is ignored, as everywhere
+    else in the catalog.
+    """
+    cv2 = _cv2()
+    buf = np.frombuffer(data, np.uint8)
+    jpeg = data[:3] == b"\xff\xd8\xff"
+    flag = _jpeg_flag(data, size) if jpeg else cv2.IMREAD_UNCHANGED
+    img = cv2.imdecode(buf, flag | cv2.IMREAD_IGNORE_ORIENTATION) if len(buf) else None
+    return _decode_pillow(data) if img is None else _to_bgr(img)
+
+
+def pad_square_resize(img: np.ndarray, size: int) -> np.ndarray:
     """Pad to a square with the background colour (never stretch), then resize to size x size."""
-    tf = _tf()
-    h, w = tf.shape(img)[0], tf.shape(img)[1]
-    side = tf.maximum(h, w)
+    cv2 = _cv2()
+    h, w = img.shape[:2]
+    side = max(h, w)
     top, left = (side - h) // 2, (side - w) // 2
-    paddings = [[top, side - h - top], [left, side - w - left], [0, 0]]
-    inverted = tf.pad(BACKGROUND - tf.cast(img, tf.int32), paddings)
-    square = tf.cast(BACKGROUND - inverted, tf.float32)
-    out = tf.image.resize(square, (size, size), method="area", antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+    if h != w:
+        img = cv2.copyMakeBorder(img, top, side - h - top, left, side - w - left,
+                                 cv2.BORDER_CONSTANT, value=(BACKGROUND,) * 3)
+    if side == size:
+        return np.ascontiguousarray(img)
+    return np.asarray(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))
 
 
-def prepare_bytes(data: Any, size: int) -> Any:
-    """Bytes -> a size x size x 3 uint8 tensor, exactly as the model was trained on."""
-    return pad_square_resize(decode_rgb(data, size), size)
+def prepare_bytes(data: bytes, size: int) -> np.ndarray:
+    """Bytes -> a size x size x 3 uint8 RGB array, exactly as the model was trained on."""
+    cv2 = _cv2()
+    small = pad_square_resize(decode_bgr(bytes(data), size), size)
+    return np.asarray(cv2.cvtColor(small, cv2.COLOR_BGR2RGB))
 
 
-def prepare_file(path: Any, size: int) -> Any:
-    return prepare_bytes(_tf().io.read_file(path), size)
+def prepare_file(path: str | bytes, size: int) -> np.ndarray:
+    with open(path, "rb") as fh:
+        return prepare_bytes(fh.read(), size)
+
+
+def _decode_batch(paths: np.ndarray, positions: np.ndarray, size: int) -> tuple[Any, Any]:
+    """One batch of files -> (images, positions of those that decoded); bad files are left out."""
+    images, kept = [], []
+    for path, pos in zip(paths, positions, strict=True):
+        try:
+            images.append(prepare_file(path, size))
+        except (OSError, ValueError):
+            continue
+        kept.append(pos)
+    out = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
+    return out, np.asarray(kept, np.int64)
 
 
 @dataclass
@@ -88,17 +152,26 @@ class Decoded:
 
 
 def file_batches(paths: Sequence[str], size: int, batch: int = DECODE_BATCH) -> Any:
-    """A tf.data stream of (images, positions) batches; unreadable files are dropped."""
+    """A tf.data stream of (images, positions) batches; unreadable files are dropped.
+
+    Each batch is decoded by OpenCV inside one `tf.numpy_function` call, several batches in
+    parallel, in order, prefetched so decoding overlaps whatever consumes the stream.
+    """
     tf = _tf()
     positions = np.arange(len(paths), dtype=np.int64)
-    ds = tf.data.Dataset.from_tensor_slices((list(paths), positions))
-    ds = ds.map(
-        lambda p, i: (prepare_file(p, size), i),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    ds = ds.ignore_errors()
-    return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.from_tensor_slices((list(paths), positions)).batch(batch)
+
+    def decode(p: Any, i: Any) -> tuple[Any, Any]:
+        images, kept = tf.numpy_function(
+            lambda p, i: _decode_batch(p, i, size), [p, i], [tf.uint8, tf.int64],
+            stateful=False,
+        )
+        images.set_shape([None, size, size, 3])
+        kept.set_shape([None])
+        return images, kept
+
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.filter(lambda images, kept: tf.size(kept) > 0).prefetch(tf.data.AUTOTUNE)
 
 
 def decode_files(

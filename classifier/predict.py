@@ -225,8 +225,6 @@ def predict_catalog(
 ) -> PredictReport:
     """Predict the products in scope ('unlabelled' or 'all') with a model (default: active)."""
     load_tensorflow()  # once, quietly (see classifier.backend)
-    from classifier.pipeline import file_batches
-
     if scope not in SCOPES:
         raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}")
     started = time.monotonic()
@@ -241,23 +239,42 @@ def predict_catalog(
     clf = Classifier.from_row(catalog, row)
     report.load_seconds = time.monotonic() - started
     started = time.monotonic()
+    _run_batches(catalog, clf, ids, work, report, progress, top_k, batch_size)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _run_batches(
+    catalog: Catalog, clf: Classifier, ids: dict[str, int], work: Work, report: PredictReport,
+    progress: Progress | None, top_k: int, batch_size: int,
+) -> None:
+    """Decode (tf.data, in the background), predict, and write each batch in a thread of its
+    own, so the catalog write of one batch overlaps the forward pass of the next."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from classifier.pipeline import file_batches
+
     total = len(work.paths)
     done: set[int] = set()
+    pending: Future[int] | None = None
     if progress:
         progress(0, total)
-    for images, positions in file_batches(work.paths, clf.image_size, batch_size):
-        pos = positions.numpy()
-        probs = clf.probabilities(images.numpy())
-        report.written += _write(catalog, clf, ids, work, pos, probs, top_k)
-        report.images += len(pos)
-        done.update(pos.tolist())
-        if progress:
-            progress(int(pos[-1]) + 1, total)
+    with ThreadPoolExecutor(1, thread_name_prefix="slashcat-predict-write") as writer:
+        for images, positions in file_batches(work.paths, clf.image_size, batch_size):
+            pos = positions.numpy()
+            probs = clf.probabilities(images.numpy())
+            if pending is not None:
+                report.written += pending.result()  # also raises the writer's error here
+            pending = writer.submit(_write, catalog, clf, ids, work, pos, probs, top_k)
+            report.images += len(pos)
+            done.update(pos.tolist())
+            if progress:
+                progress(int(pos[-1]) + 1, total)
+        if pending is not None:
+            report.written += pending.result()
     if progress:
         progress(total, total)
     report.skipped = [p for i, p in enumerate(work.paths) if i not in done]
-    report.seconds = time.monotonic() - started
-    return report
 
 
 def _write(

@@ -130,6 +130,55 @@ def test_pipeline_pads_with_white_instead_of_stretching() -> None:
     assert (np.asarray(prepare_bytes(clear.getvalue(), 32)) == 255).all()  # alpha on white
 
 
+def _encoded(mode: str, fmt: str, colour: object, size: tuple[int, int] = (40, 40),
+             **save: object) -> bytes:
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new(mode, size, colour).save(buf, fmt, **save)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "want"),
+    [
+        (lambda: _encoded("RGB", "JPEG", (200, 30, 30), (400, 400), quality=95), (200, 30, 30)),
+        (lambda: _encoded("L", "JPEG", 90), (90, 90, 90)),
+        (lambda: _encoded("CMYK", "JPEG", (0, 255, 255, 0)), (255, 0, 0)),
+        (lambda: _encoded("RGB", "PNG", (20, 40, 220)), (20, 40, 220)),
+        (lambda: _encoded("I;16", "PNG", 40000), (156, 156, 156)),
+        (lambda: _encoded("RGBA", "PNG", (0, 0, 0, 0)), (255, 255, 255)),
+        (lambda: _encoded("RGBA", "WEBP", (0, 200, 0, 255), lossless=True), (0, 200, 0)),
+        (lambda: _encoded("P", "GIF", 0), None),
+    ],
+    ids=["jpeg-reduced", "jpeg-grey", "jpeg-cmyk", "png", "png-16bit", "png-clear",
+         "webp-alpha", "gif"],
+)
+def test_pipeline_decodes_every_format_as_rgb(data, want) -> None:  # type: ignore[no-untyped-def]
+    """OpenCV reads BGR, BGRA, grey and 16-bit images; all come out as 8-bit RGB."""
+    from classifier.pipeline import prepare_bytes
+
+    out = prepare_bytes(data(), 32)
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    if want is not None:
+        assert np.abs(out[16, 16].astype(int) - want).max() <= 6, out[16, 16]
+
+
+def test_pipeline_refuses_what_is_not_an_image(tmp_path: Path) -> None:
+    from classifier.pipeline import _decode_batch, prepare_bytes
+
+    for junk in (b"", b"<html>not a picture</html>", b"\xff\xd8\xff\xe0garbage"):
+        with pytest.raises(ValueError):
+            prepare_bytes(junk, 32)
+    good = tmp_path / "good.png"
+    good.write_bytes(_encoded("RGB", "PNG", (1, 2, 3)))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"<html>")
+    paths = np.array([str(good), str(bad), str(tmp_path / "missing.jpg"), str(good)], object)
+    images, kept = _decode_batch(paths, np.arange(4), 16)
+    assert kept.tolist() == [0, 3] and images.shape == (2, 16, 16, 3)
+
+
 def test_backbone_needs_local_weights(tmp_path: Path) -> None:
     import keras
 
