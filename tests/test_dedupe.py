@@ -375,6 +375,18 @@ def test_signature_tells_colours_apart_but_not_brightness() -> None:
     assert similarity(encode(photo), encode(photo, "PNG")) > 0.95
 
 
+def test_chroma_features_ignore_a_global_brightness_change() -> None:
+    """The chroma damping scales with the image, so k x RGB leaves the chroma as it was."""
+    rng = np.random.default_rng(0)
+    sig = np.full((1, 256, 3), 255.0, np.float32)  # white backdrop
+    sig[0, :100] = rng.uniform(20, 180, (100, 3))  # the product's cells
+    bright = sig.copy()
+    bright[0, :100] *= 1.2
+    a, b = normalise_signatures(sig), normalise_signatures(bright)
+    np.testing.assert_allclose(a[0, :100, 1:], b[0, :100, 1:], atol=1e-5)
+    assert float(signature_similarity(a, b)[0]) > 0.999
+
+
 def test_flat_images_agree_with_each_other() -> None:
     white = encode(PILImage.new("RGB", (64, 64), "white"))
     assert similarity(white, white) == 1.0
