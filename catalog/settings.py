@@ -36,7 +36,8 @@ class Settings:
     0.974, largest cluster 31; on a second pool (seed 5) 0.981/1.000, 0.981/0.999 and
     0.986/0.950. The errors left are colour variants of one product shot identically (a tan
     and a brown belt), which the check takes for a brightness change. Crop 5 % (recall 0.10)
-    and text (0.004) are not found. `--no-verify` turns the check off (then use a threshold of 2)."""
+    and text (0.004) are not found. `--no-verify` turns the check off (then use a threshold
+    of 2)."""
     user_agent: str = "slashcat/0.1 (+https://github.com/slashcat/slashcat; catalog crawler)"
     extra: dict[str, Any] = field(default_factory=dict)
 
