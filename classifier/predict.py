@@ -248,30 +248,21 @@ def _run_batches(
     catalog: Catalog, clf: Classifier, ids: dict[str, int], work: Work, report: PredictReport,
     progress: Progress | None, top_k: int, batch_size: int,
 ) -> None:
-    """Decode (tf.data, in the background), predict, and write each batch in a thread of its
-    own, so the catalog write of one batch overlaps the forward pass of the next."""
-    from concurrent.futures import Future, ThreadPoolExecutor
-
+    """Predict and write batch by batch; tf.data decodes the next batches meanwhile."""
     from classifier.pipeline import file_batches
 
     total = len(work.paths)
     done: set[int] = set()
-    pending: Future[int] | None = None
     if progress:
         progress(0, total)
-    with ThreadPoolExecutor(1, thread_name_prefix="slashcat-predict-write") as writer:
-        for images, positions in file_batches(work.paths, clf.image_size, batch_size):
-            pos = positions.numpy()
-            probs = clf.probabilities(images.numpy())
-            if pending is not None:
-                report.written += pending.result()  # also raises the writer's error here
-            pending = writer.submit(_write, catalog, clf, ids, work, pos, probs, top_k)
-            report.images += len(pos)
-            done.update(pos.tolist())
-            if progress:
-                progress(int(pos[-1]) + 1, total)
-        if pending is not None:
-            report.written += pending.result()
+    for images, positions in file_batches(work.paths, clf.image_size, batch_size):
+        pos = positions.numpy()
+        probs = clf.probabilities(images.numpy())
+        report.written += _write(catalog, clf, ids, work, pos, probs, top_k)
+        report.images += len(pos)
+        done.update(pos.tolist())
+        if progress:
+            progress(int(pos[-1]) + 1, total)
     if progress:
         progress(total, total)
     report.skipped = [p for i, p in enumerate(work.paths) if i not in done]
