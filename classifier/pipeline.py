@@ -198,16 +198,14 @@ def decode_files(
 
 
 def augmenter(seed: int) -> Any:
-    """Random flips, small rotations, zooms and shifts (filled with white), contrast."""
+    """Random flips, small rotations, zooms and shifts (one warp, filled with white), contrast."""
     import keras
 
-    fill = {"fill_mode": "constant", "fill_value": float(BACKGROUND)}
+    from classifier.augment import RandomAffine
+
     return keras.Sequential(
         [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(0.04, seed=seed + 1, **fill),
-            keras.layers.RandomZoom((-0.12, 0.08), seed=seed + 2, **fill),
-            keras.layers.RandomTranslation(0.06, 0.06, seed=seed + 3, **fill),
+            RandomAffine(0.04, (-0.12, 0.08), 0.06, fill=float(BACKGROUND), seed=seed),
             keras.layers.RandomContrast(0.2, seed=seed + 4),
         ],
         name="augment",

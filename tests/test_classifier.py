@@ -179,6 +179,52 @@ def test_pipeline_refuses_what_is_not_an_image(tmp_path: Path) -> None:
     assert kept.tolist() == [0, 3] and images.shape == (2, 16, 16, 3)
 
 
+def _dot_batch(n: int, size: int = 32) -> np.ndarray:
+    """White images with one black 4x4 square left of centre (so a flip moves it)."""
+    x = np.full((n, size, size, 3), 255.0, np.float32)
+    x[:, 14:18, 6:10] = 0.0
+    return x
+
+
+def _dark_centre(batch: np.ndarray) -> np.ndarray:
+    """(row, col) centre of the dark pixels of each image."""
+    out = []
+    for img in batch:
+        rows, cols = np.nonzero(img[..., 0] < 128)
+        out.append((rows.mean(), cols.mean()))
+    return np.array(out)
+
+
+def test_random_affine_flips_shifts_and_fills_with_white() -> None:
+    from classifier.augment import RandomAffine
+
+    x = _dot_batch(64)
+    mirror = RandomAffine(rotation=0.0, zoom=(0.0, 0.0), shift=0.0, seed=1)(x)
+    centres = _dark_centre(np.asarray(mirror))
+    assert set(np.round(centres[:, 1], 1)) == {7.5, 23.5}  # untouched or mirrored, exactly
+    assert 10 < (centres[:, 1] > 16).sum() < 54  # about half are flipped
+    moved = np.asarray(RandomAffine(0.0, (0.0, 0.0), shift=0.1, flip=False, seed=2)(x))
+    shift = _dark_centre(moved) - (15.5, 7.5)
+    assert np.abs(shift).max() <= 0.1 * 32 + 0.5 and np.abs(shift).std() > 0.5
+    white = np.full((8, 32, 32, 3), 255.0, np.float32)
+    turned = np.asarray(RandomAffine(0.1, (-0.2, 0.2), 0.1, seed=3)(white))
+    assert np.abs(turned - 255).max() < 1e-3  # what comes in from outside is the background
+    assert np.array_equal(RandomAffine(seed=4)(x, training=False), x)
+
+
+def test_random_affine_zoom_and_rotation_keep_the_product_in_place() -> None:
+    from classifier.augment import RandomAffine
+
+    x = np.full((4, 32, 32, 3), 255.0, np.float32)
+    x[:, 12:20, 12:20] = 0.0  # an 8x8 square in the middle
+    bigger = np.asarray(RandomAffine(0.0, (-0.2, -0.2), 0.0, flip=False)(x))
+    assert ((bigger[..., 0] < 128).sum(axis=(1, 2)) > 8 * 8 * 1.4).all()  # zoomed in ~1/0.8
+    turned = np.asarray(RandomAffine(0.125, (0.0, 0.0), 0.0, flip=False, seed=5)(x))
+    assert np.abs(_dark_centre(turned) - 15.5).max() < 0.6  # rotates about the centre
+    a = np.asarray(RandomAffine(seed=6)(x))
+    assert np.array_equal(a, np.asarray(RandomAffine(seed=6)(x)))  # seeded: reproducible
+
+
 def test_backbone_needs_local_weights(tmp_path: Path) -> None:
     import keras
 
