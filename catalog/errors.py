@@ -36,3 +36,9 @@ class UnknownCategory(SlashcatError):
 
 class InvalidInput(SlashcatError):
     """A bad option value, path or file given by the user."""
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message, cut to `limit`; its type if it has none."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from catalog.errors import one_line
+
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
@@ -210,7 +212,7 @@ def decode_gray(data: bytes) -> np.ndarray:
                 data, colorspace="GRAY", min_width=-(-width // d), min_height=-(-height // d)
             )
         except ValueError as exc:  # truncated or corrupt: strict mode refuses warnings too
-            raise ValueError(_short(exc)) from exc
+            raise ValueError(one_line(exc)) from exc
         return gray[:, :, 0]
     return _decode_gray_pillow(data)
 
@@ -222,7 +224,7 @@ def _simplejpeg() -> Any:
     return simplejpeg
 
 
-def read_file(path: str | Path) -> bytes:
+def read_file(path: str | bytes | Path) -> bytes:
     """A file's bytes with the fewest system calls (Path.read_bytes costs twice as much, which
     shows when hashing ten thousand small photos a second)."""
     fd = os.open(path, os.O_RDONLY)
@@ -251,12 +253,7 @@ def _decode_gray_pillow(data: bytes) -> np.ndarray:
                 img.load()
                 return np.asarray(img if img.mode == "L" else img.convert("L"))
         except Exception as exc:
-            raise ValueError(_short(exc)) from exc
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0][:160] if str(exc) else ""
-    return text or type(exc).__name__
+            raise ValueError(one_line(exc)) from exc
 
 
 def hash_bytes(data: bytes) -> tuple[int, int]:
@@ -295,7 +292,7 @@ def hash_chunk(paths: Sequence[str | Path]) -> BatchHashes:
         try:
             gray = decode_gray(read_file(path))
         except (OSError, ValueError) as exc:
-            out.errors[i] = _short(exc)
+            out.errors[i] = one_line(exc)
             continue
         by_shape.setdefault(gray.shape, []).append((i, gray))
     for items in by_shape.values():
@@ -406,7 +403,7 @@ def colour_signature(data: bytes) -> np.ndarray:
                 else:
                     rgb = img.convert("RGB")
         except Exception as exc:
-            raise ValueError(_short(exc)) from exc
+            raise ValueError(one_line(exc)) from exc
     side = max(rgb.size)
     square = Image.new("RGB", (side, side), "white")
     square.paste(rgb, ((side - rgb.width) // 2, (side - rgb.height) // 2))

@@ -6,7 +6,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from catalog.errors import ImageRejected
+from catalog.errors import ImageRejected, one_line
 from catalog.hashing import DRAFT_SIZE, image_hashes
 from catalog.store import sha256_hex
 
@@ -96,7 +96,7 @@ def _open_checked(data: bytes, fmt: str, limits: Limits):
         except Image.DecompressionBombError as exc:
             raise ImageRejected("too-many-pixels", str(exc)) from exc
         except Exception as exc:
-            raise ImageRejected(_reason(exc), _short(exc)) from exc
+            raise ImageRejected(_reason(exc), one_line(exc)) from exc
         width, height = img.size
         if width * height > limits.max_pixels:
             img.close()
@@ -113,7 +113,7 @@ def _open_checked(data: bytes, fmt: str, limits: Limits):
             img.load()
         except Exception as exc:
             img.close()
-            raise ImageRejected(_reason(exc), _short(exc)) from exc
+            raise ImageRejected(_reason(exc), one_line(exc)) from exc
     return img
 
 
@@ -121,5 +121,3 @@ def _reason(exc: BaseException) -> str:
     return "truncated" if "truncated" in str(exc).lower() else "corrupt"
 
 
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__

@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from catalog.errors import one_line
+from catalog.hashing import jpeg_frame, read_file
+
 BACKGROUND = 255  # product photos sit on white
 DECODE_BATCH = 128
 
@@ -41,8 +44,6 @@ def _cv2() -> Any:
 def _jpeg_flag(data: bytes, size: int) -> int:
     """OpenCV's read flag for the largest DCT scale (1/2, 1/4, 1/8) that still leaves at
     least `size` pixels on the long side: most of a large JPEG is never decoded."""
-    from catalog.hashing import jpeg_frame
-
     cv2 = _cv2()
     frame = jpeg_frame(data)
     ratio = max(frame[0], frame[1]) // size if frame else 1
@@ -85,7 +86,7 @@ def _decode_pillow(data: bytes) -> np.ndarray:
                 img.seek(0)  # the first frame of an animation
                 rgba = np.asarray(img.convert("RGBA"))
         except Exception as exc:
-            raise ValueError(str(exc).splitlines()[0][:160] or type(exc).__name__) from exc
+            raise ValueError(one_line(exc)) from exc
     return _to_bgr(np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]]))
 
 
@@ -127,8 +128,7 @@ def prepare_bytes(data: bytes, size: int) -> np.ndarray:
 
 
 def prepare_file(path: str | bytes, size: int) -> np.ndarray:
-    with open(path, "rb") as fh:
-        return prepare_bytes(fh.read(), size)
+    return prepare_bytes(read_file(path), size)
 
 
 def _decode_batch(paths: np.ndarray, positions: np.ndarray, size: int) -> tuple[Any, Any]:

@@ -17,7 +17,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from catalog.db import Catalog
-from catalog.errors import ImageRejected, InvalidInput
+from catalog.errors import ImageRejected, InvalidInput, one_line
 from catalog.images import Limits, inspect_image
 from catalog.labels import current_labels
 from catalog.models import Category, Model, Prediction, Product, ProductImage
@@ -130,7 +130,7 @@ class Classifier:
             except ImageRejected as exc:
                 prepared.append(exc)
             except Exception as exc:  # bytes Pillow accepts but TensorFlow cannot decode
-                prepared.append(ImageRejected("corrupt", str(exc).splitlines()[0][:160]))
+                prepared.append(ImageRejected("corrupt", one_line(exc)))
         return prepared
 
     def classify_many(self, blobs: Sequence[bytes], top_k: int = 3) -> list[TopK | ImageRejected]:

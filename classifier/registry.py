@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from catalog.errors import one_line
 from catalog.models import Model, Prediction
 from classifier.errors import ModelFileError, ModelNotFound
 
@@ -105,5 +106,4 @@ def load_keras(path: Path) -> Any:
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # zip, h5 and deserialisation errors all mean a damaged file
-        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise ModelFileError(f"model file {path} cannot be loaded ({first})") from exc
+        raise ModelFileError(f"model file {path} cannot be loaded ({one_line(exc)})") from exc

@@ -78,3 +78,12 @@ def test_store_is_content_addressed_and_idempotent(tmp_path) -> None:
     assert store.path(rel).stat().st_mtime_ns == mtime
     assert store.path(rel).read_bytes() == data
     assert [p.name for p in store.files()] == [f"{sha}.jpg"]
+
+
+def test_one_line_error_messages() -> None:
+    from catalog.errors import one_line
+
+    assert one_line(ValueError("first line\nsecond")) == "first line"
+    assert one_line(ValueError("x" * 500)) == "x" * 160
+    assert one_line(ValueError()) == "ValueError"  # no message: its type, not an IndexError
+    assert one_line(OSError("\n  \n")) == "OSError"
