@@ -259,7 +259,9 @@ class SecurityHeaders:
 
     def __init__(self, app: Any, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS) -> None:
         self.app = app
-        self.allowed_hosts = [h.strip("[]").lower() for h in allowed_hosts]
+        # Starlette compares an IPv6 host with its brackets: "[::1]".
+        self.allowed_hosts = sorted({h.lower() if ":" not in h else f"[{h.strip('[]')}]"
+                                     for h in allowed_hosts})
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
