@@ -229,9 +229,9 @@ def downscale(data: bytes, size: int, quality: int) -> bytes:
     """Fit within size x size and re-encode as JPEG (white background, like the source)."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
-        rgb = img.convert("RGB")
-    rgb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    from catalog.imaging import thumbnail
+
+    rgb = thumbnail(data, (size, size), reduce=False, resample=Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     rgb.save(buf, "JPEG", quality=quality, optimize=True)
     return buf.getvalue()
@@ -283,11 +283,10 @@ def _add_traps(products: list[dict[str, Any]], images: Path, rng: random.Random,
 
 
 def _recompress(data: bytes, quality: int) -> bytes:
-    from PIL import Image
+    from catalog.imaging import open_image
 
-    with Image.open(io.BytesIO(data)) as img:
-        buf = io.BytesIO()
-        img.convert("RGB").save(buf, "JPEG", quality=quality)
+    buf = io.BytesIO()
+    open_image(data).save(buf, "JPEG", quality=quality)
     return buf.getvalue()
 
 
