@@ -314,8 +314,13 @@ def expected_next(doc: Any, selector: str, base: str) -> str | None:
         return None
     for element in doc.cssselect(selector):
         anchor = element if element.tag == "a" else next(iter(element.iter("a")), None)
-        if anchor is not None and anchor.get("href"):
-            return urldefrag(urljoin(base, anchor.get("href").strip()))[0]
+        if anchor is None:
+            continue
+        href = (anchor.get("href") or "").strip()
+        if not href or href.startswith(("javascript:", "#")):  # the URL sits in data-href
+            href = (anchor.get("data-href") or anchor.get("data-url") or "").strip()
+        if href:
+            return urldefrag(urljoin(base, href))[0]
     return None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from catalog.categories import normalise_path
+from scraper.extraction.pagination import next_page
 
 MAX_IMAGES = 12
 SCHEMA_PREFIX = re.compile(r"^(https?://schema\.org/|schema:)", re.I)
@@ -63,6 +64,7 @@ class PageLinks:
     products: list[str] = field(default_factory=list)  # from ItemList structured data
     pagination: list[str] = field(default_factory=list)  # rel=next, numbered pages, load more
     other: list[str] = field(default_factory=list)  # every other same-site page link
+    next_page: str | None = None  # the page after this one in a listing, when there is one
 
 
 @dataclass
@@ -638,6 +640,9 @@ def extract_links(doc: Any, base: str, url: str, jsonld: list[dict[str, Any]]) -
         if not href or href.startswith(("#", "javascript:", "mailto:", "tel:")):
             continue
         (pagination if is_pagination(anchor, href) else other).append(href)
+    links.next_page = next_page(doc, base, url)
+    if links.next_page:
+        pagination.insert(0, links.next_page)
     links.pagination = [u for u in absolute_unique(pagination, base) if looks_like_page(u)]
     known = set(links.pagination) | set(links.products)
     links.other = [u for u in absolute_unique(other, base) if looks_like_page(u)
