@@ -15,12 +15,26 @@ from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from catalog.categories import normalise_path
+from scraper.extraction.images import (
+    declared_images,
+    gallery_images,
+    in_other_area,
+    junk_url,
+)
 from scraper.extraction.pagination import next_page
+from scraper.extraction.price import visible_price
+from scraper.extraction.visible import (
+    availability,
+    has_cart_form,
+    labelled_id,
+    main_heading,
+    visible_brand,
+    visible_title,
+)
 
 MAX_IMAGES = 12
 SCHEMA_PREFIX = re.compile(r"^(https?://schema\.org/|schema:)", re.I)
 PRICE_NUMBER = re.compile(r"\d[\d.,\s]*")
-SRCSET_ITEM = re.compile(r"\s*(\S+)(?:\s+(\d+(?:\.\d+)?)([wx]))?\s*(?:,|$)")
 PAGE_PARAM = re.compile(r"([?&](page|p|pg|start|offset)=\d+)|(/page/\d+/?$)", re.I)
 MORE_TEXT = re.compile(r"^\s*(next|more|load more|show more|see more|older|›|»|>|→)\b", re.I)
 BREADCRUMB_SEPARATORS = {"/", ">", "›", "»", "|", "→", "\\"}
@@ -30,6 +44,8 @@ SKIP_SUFFIXES = (
 )
 SKIP_PATH_WORDS = ("/cart", "/checkout", "/account", "/login", "/logout", "/register",
                    "/wishlist", "/search")
+FIELD_NAMES = ("title", "external_id", "brand", "price", "currency", "category_path",
+               "availability")
 PRODUCT_TYPES = {"Product", "ProductModel", "IndividualProduct", "Vehicle", "Book"}
 
 
@@ -46,6 +62,10 @@ class ProductData:
     category_path: str | None = None
     image_urls: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # which syntaxes contributed
+    availability: str | None = None  # schema.org name: InStock, OutOfStock, ...
+    # Where each field came from (jsonld, microdata, rdfa, og, visible, shopify, ...), kept in
+    # the catalog so a user can see how much to trust it.
+    field_sources: dict[str, str] = field(default_factory=dict)
 
     def fields(self) -> dict[str, Any]:
         """The columns of catalog.ingest.upsert_product."""
@@ -56,6 +76,7 @@ class ProductData:
             "price": self.price,
             "currency": self.currency,
             "category_path": self.category_path,
+            "field_sources": dict(self.field_sources) or None,
         }
 
 
@@ -462,9 +483,13 @@ def merge(into: ProductData, other: ProductData | None) -> ProductData:
     """Fill the gaps of a more trusted reading with a less trusted one."""
     if other is None:
         return into
-    for key in ("title", "external_id", "brand", "price", "currency", "category_path"):
+    for key in FIELD_NAMES:
         if getattr(into, key) is None and getattr(other, key) is not None:
             setattr(into, key, getattr(other, key))
+            if key in other.field_sources:
+                into.field_sources[key] = other.field_sources[key]
+    if not into.image_urls and other.image_urls and "image" in other.field_sources:
+        into.field_sources["image"] = other.field_sources["image"]
     into.image_urls += other.image_urls
     into.sources += [s for s in other.sources if s not in into.sources]
     return into
@@ -476,95 +501,98 @@ def missing(data: ProductData | None) -> bool:
     ) or not data.image_urls
 
 
-def extract_product_from(doc: Any, base: str, url: str, jsonld: list[dict[str, Any]],
-                         problems: list[str]) -> ProductData | None:
-    page_url = canonical_url(doc, url)
-    readings = [from_jsonld(jsonld, page_url)]
-    if missing(readings[0]):
-        readings.append(from_jsonld(microdata_nodes(doc, base, problems), page_url))
-        if readings[-1] is not None:
-            readings[-1].sources = ["microdata"]
-    if all(missing(r) for r in readings):
-        readings.append(from_jsonld(rdfa_nodes(doc, base, problems), page_url))
-        if readings[-1] is not None:
-            readings[-1].sources = ["rdfa"]
-    og = opengraph(doc)
-    readings.append(from_opengraph(og, page_url))
-    found = [r for r in readings if r is not None]
-    if not found:
-        return None
-    data = found[0]
-    for other in found[1:]:
-        merge(data, other)
-    if readings[-1] is None:  # og:image counts even where og:type does not say "product"
-        data.image_urls += og.get("og:image", []) + og.get("og:image:url", [])
-    if readings[0] is None:  # no JSON-LD product, but its breadcrumb still outranks the rest
-        data.category_path = jsonld_breadcrumb(jsonld, data.title) or data.category_path
-    if data.category_path is None:
-        data.category_path = visible_breadcrumb(doc, data.title)
-    if data.title is None:
-        data.title = text_of(doc.xpath("string(//h1)")) or text_of(doc.xpath("string(//title)"))
-    data.image_urls += page_images(doc)
-    data.image_urls = absolute_unique(data.image_urls, base)[:MAX_IMAGES]
+def stamp(data: ProductData | None, source: str) -> ProductData | None:
+    """Record `source` for every field this reading found."""
+    if data is not None:
+        for key in FIELD_NAMES:
+            if getattr(data, key) is not None:
+                data.field_sources.setdefault(key, source)
+        if data.image_urls:
+            data.field_sources.setdefault("image", source)
     return data
 
 
+def structured_readings(doc: Any, base: str, page_url: str, jsonld: list[dict[str, Any]],
+                        problems: list[str]) -> list[ProductData | None]:
+    """JSON-LD, then microdata and RDFa while fields are missing, then OpenGraph."""
+    readings = [stamp(from_jsonld(jsonld, page_url), "jsonld")]
+    if missing(readings[0]):
+        readings.append(stamp(from_jsonld(microdata_nodes(doc, base, problems), page_url),
+                              "microdata"))
+        if readings[-1] is not None:
+            readings[-1].sources = ["microdata"]
+    if all(missing(r) for r in readings):
+        readings.append(stamp(from_jsonld(rdfa_nodes(doc, base, problems), page_url), "rdfa"))
+        if readings[-1] is not None:
+            readings[-1].sources = ["rdfa"]
+    readings.append(stamp(from_opengraph(opengraph(doc), page_url), "og"))
+    return readings
+
+
+def extract_product_from(doc: Any, base: str, url: str, jsonld: list[dict[str, Any]],
+                         problems: list[str]) -> ProductData | None:
+    page_url = canonical_url(doc, url)
+    readings = structured_readings(doc, base, page_url, jsonld, problems)
+    found = [r for r in readings if r is not None]
+    if not is_product_page(doc, found, jsonld):
+        return None
+    data = found[0] if found else ProductData(url=page_url)
+    for other in found[1:]:
+        merge(data, other)
+    if readings[0] is None:  # no JSON-LD product, but its breadcrumb still outranks the rest
+        data.category_path = jsonld_breadcrumb(jsonld, data.title) or data.category_path
+    fill_from_page(doc, data)
+    data.image_urls = absolute_unique([u for u in data.image_urls if not junk_url(u)],
+                                      base)[:MAX_IMAGES]
+    return data
+
+
+def fill_from_page(doc: Any, data: ProductData) -> None:
+    """Field by field, what the page shows where structured data said nothing."""
+    def put(key: str, value: Any, source: str) -> None:
+        if getattr(data, key) is None and value is not None:
+            setattr(data, key, value)
+            data.field_sources[key] = source
+
+    if data.title is None:
+        title, source = visible_title(doc)
+        put("title", title, "visible" if source in {"h1", "title"} else source or "visible")
+    if data.price is None:
+        amount, currency = visible_price(doc, in_other_area)
+        put("price", amount, "visible")
+        put("currency", currency, "visible")
+    put("external_id", labelled_id(doc, in_other_area), "visible")
+    put("brand", visible_brand(doc), "visible")
+    put("availability", availability(doc), "visible")
+    put("category_path", visible_breadcrumb(doc, data.title), "visible")
+    declared = declared_images(doc)
+    gallery = gallery_images(doc, data.title)
+    if not data.image_urls:
+        data.field_sources["image"] = declared[0][0] if declared else "visible"
+    data.image_urls += [u for _s, u in declared] + gallery
+
+
+def is_product_page(doc: Any, found: list[ProductData], jsonld: list[dict[str, Any]]) -> bool:
+    """Signals together: Product markup or og:type=product; else a price with an add-to-cart
+    form and one dominant title. Listings (many Product items) and blog, cart and home pages
+    are not products."""
+    product_cards = len(doc.xpath('//*[@itemscope][contains(@itemtype, "schema.org/Product")]'))
+    product_cards += sum(1 for n in jsonld if types_of(n) & PRODUCT_TYPES)
+    og_type = (opengraph(doc).get("og:type") or [""])[0].lower()
+    if og_type in {"article", "blog", "website"} and not found:
+        return False
+    if product_cards >= 3 and og_type not in {"product", "og:product", "product.item"}:
+        return False  # a listing of product cards
+    if found:
+        return True
+    heading = main_heading(doc)
+    if heading is None or len(doc.xpath("//body//h1")) > 2:
+        return False
+    price, _currency = visible_price(doc, in_other_area)
+    return price is not None and has_cart_form(doc)
+
+
 # --------------------------------------------------------------------------- images
-
-
-def srcset_largest(srcset: str) -> str | None:
-    """The biggest candidate of a srcset ("a.jpg 300w, b.jpg 900w" -> b.jpg)."""
-    best: tuple[float, str] | None = None
-    for index, match in enumerate(SRCSET_ITEM.finditer(srcset.strip())):
-        src, size, _unit = match.groups()
-        if not src:
-            continue
-        score = float(size) if size else 1.0 + index * 1e-6
-        if best is None or score > best[0]:
-            best = (score, src)
-    return best[1] if best else None
-
-
-def img_url(img: Any) -> str | None:
-    """The best URL of an <img> (or <source>): srcset's largest, then lazy-load attributes."""
-    for attr in ("data-srcset", "srcset"):
-        if img.get(attr):
-            found = srcset_largest(img.get(attr))
-            if found and not found.startswith("data:"):
-                return found
-    for attr in ("data-src", "data-original", "data-lazy-src", "data-zoom-image", "src"):
-        value = (img.get(attr) or "").strip()
-        if value and not value.startswith("data:"):
-            return value
-    return None
-
-
-def page_images(doc: Any) -> list[str]:
-    """Product images in the page body: itemprop=image and a product gallery's <img>.
-
-    Outside the product area (header, nav, footer, aside, related items) images are logos,
-    icons and other products, so they are left out.
-    """
-    banned = ("header", "nav", "footer", "aside")
-    out = []
-    for img in doc.xpath("//img | //picture/source"):
-        ancestors = [a.tag for a in img.iterancestors()]
-        if any(tag in ancestors for tag in banned):
-            continue
-        classes = " ".join(
-            (a.get("class") or "") + " " + (a.get("id") or "") for a in img.iterancestors()
-        ).lower()
-        if "related" in classes or "recommend" in classes:
-            continue
-        try:
-            if int(img.get("width") or 99) < 32 or int(img.get("height") or 99) < 32:
-                continue
-        except ValueError:
-            pass
-        found = img_url(img)
-        if found:
-            out.append(found)
-    return out
 
 
 def absolute_unique(urls: Iterable[str], base: str) -> list[str]:
