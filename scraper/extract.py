@@ -25,7 +25,7 @@ from scraper.extraction.pagination import next_page
 from scraper.extraction.price import visible_price
 from scraper.extraction.visible import (
     availability,
-    has_cart_form,
+    cart_buttons,
     labelled_id,
     main_heading,
     visible_brand,
@@ -561,10 +561,14 @@ def fill_from_page(doc: Any, data: ProductData) -> None:
         amount, currency = visible_price(doc, in_other_area)
         put("price", amount, "visible")
         put("currency", currency, "visible")
-    put("external_id", labelled_id(doc, in_other_area), "visible")
-    put("brand", visible_brand(doc), "visible")
-    put("availability", availability(doc), "visible")
-    put("category_path", visible_breadcrumb(doc, data.title), "visible")
+    if data.external_id is None:
+        put("external_id", labelled_id(doc, in_other_area), "visible")
+    if data.brand is None:
+        put("brand", visible_brand(doc), "visible")
+    if data.availability is None:
+        put("availability", availability(doc), "visible")
+    if data.category_path is None:
+        put("category_path", visible_breadcrumb(doc, data.title), "visible")
     declared = declared_images(doc)
     gallery = gallery_images(doc, data.title)
     if not data.image_urls:
@@ -579,17 +583,16 @@ def is_product_page(doc: Any, found: list[ProductData], jsonld: list[dict[str, A
     product_cards = len(doc.xpath('//*[@itemscope][contains(@itemtype, "schema.org/Product")]'))
     product_cards += sum(1 for n in jsonld if types_of(n) & PRODUCT_TYPES)
     og_type = (opengraph(doc).get("og:type") or [""])[0].lower()
-    if og_type in {"article", "blog", "website"} and not found:
+    if og_type in {"article", "blog"} and not found:
         return False
     if product_cards >= 3 and og_type not in {"product", "og:product", "product.item"}:
         return False  # a listing of product cards
     if found:
         return True
-    heading = main_heading(doc)
-    if heading is None or len(doc.xpath("//body//h1")) > 2:
+    if main_heading(doc) is None:
         return False
     price, _currency = visible_price(doc, in_other_area)
-    return price is not None and has_cart_form(doc)
+    return price is not None and 1 <= cart_buttons(doc) <= 3  # a home page has one per tile
 
 
 # --------------------------------------------------------------------------- images

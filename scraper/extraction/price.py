@@ -55,7 +55,11 @@ def visible_price(doc: Any, skip: Any) -> tuple[float | None, str | None]:
         if amount:
             return amount, currency or page_currency(doc)
     candidates = []
-    for element in doc.xpath("//body//*[@class or @id]"):
+    after_title = False
+    for element in doc.xpath("//body//*[@class or @id] | //body//h1"):
+        if element.tag == "h1":
+            after_title = True  # the product's price follows its title; earlier ones are promos
+            continue
         marks = f"{element.get('class') or ''} {element.get('id') or ''}"
         if not PRICE_CLASS.search(marks) or element.tag in {"script", "style", "del", "s"}:
             continue
@@ -66,11 +70,11 @@ def visible_price(doc: Any, skip: Any) -> tuple[float | None, str | None]:
             continue
         amount, currency = read_price(text)
         if amount is not None:
-            candidates.append((0 if SALE_CLASS.search(marks) else 1, len(candidates), amount,
-                               currency))
+            candidates.append((0 if after_title else 1, 0 if SALE_CLASS.search(marks) else 1,
+                               len(candidates), amount, currency))
     if not candidates:
         return None, None
-    _rank, _order, amount, currency = min(candidates)
+    _where, _kind, _order, amount, currency = min(candidates)
     return amount, currency
 
 

@@ -31,10 +31,20 @@ def main_heading(doc: Any) -> str | None:
     for h1 in doc.xpath("//body//h1"):
         if any(a.tag in {"header", "nav", "footer", "aside"} for a in h1.iterancestors()):
             continue
-        text = " ".join(h1.text_content().split())
+        text = " ".join(heading_text(h1).split())
         if 2 <= len(text) <= 300:
             return text
     return None
+
+
+def heading_text(h1: Any) -> str:
+    """The heading's words without the prices some shops put inside it."""
+    parts = [h1.text or ""]
+    for child in h1:
+        if not re.search(r"price", f"{child.get('class') or ''} {child.get('id') or ''}", re.I):
+            parts.append(child.text_content())
+        parts.append(child.tail or "")
+    return " ".join(parts)
 
 
 def title_without_shop(title: str, site_name: str | None) -> str:
@@ -90,15 +100,20 @@ def labelled_id(doc: Any, skip: Any) -> str | None:
     return None
 
 
-def has_cart_form(doc: Any) -> bool:
-    """An add-to-cart form or button for one product."""
+def cart_buttons(doc: Any) -> int:
+    """How many add-to-cart forms or buttons the page has (a product page has one or two)."""
+    count = 0
     for element in doc.xpath("//form | //button | //input[@type='submit'] | //a[@id or @class]"):
         marks = " ".join(str(element.get(a) or "") for a in ("id", "class", "name", "action",
                                                              "value", "data-action"))
         text = " ".join(element.text_content().split())[:60] if element.tag != "form" else ""
         if CART_WORDS.search(marks) or CART_WORDS.search(text):
-            return True
-    return False
+            count += 1
+            if not any(CART_WORDS.search(" ".join(str(a.get(k) or "") for k in (
+                    "id", "class", "action"))) for a in element.iterancestors()):
+                continue
+            count -= 1  # a button inside a cart form counts once, with its form
+    return count
 
 
 def meta(doc: Any, key: str) -> str | None:
