@@ -22,6 +22,7 @@ from scraper.extraction.images import (
     junk_url,
 )
 from scraper.extraction.pagination import next_page
+from scraper.extraction.platforms import app_state_product, detect_platform
 from scraper.extraction.price import visible_price
 from scraper.extraction.visible import (
     availability,
@@ -93,6 +94,7 @@ class Page:
     product: ProductData | None
     links: PageLinks
     problems: list[str] = field(default_factory=list)  # e.g. a malformed JSON-LD block
+    platform: str | None = None  # shopify, woocommerce, magento, bigcommerce (from the markup)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -118,7 +120,7 @@ def extract_page(html: str | bytes | Any, url: str) -> Page:
     jsonld = jsonld_nodes(doc, problems)
     product = extract_product_from(doc, base, url, jsonld, problems)
     links = extract_links(doc, base, url, jsonld)
-    return Page(product, links, problems)
+    return Page(product, links, problems, detect_platform(doc))
 
 
 def extract_product(html: str | bytes, url: str) -> ProductData | None:
@@ -525,6 +527,8 @@ def structured_readings(doc: Any, base: str, page_url: str, jsonld: list[dict[st
         readings.append(stamp(from_jsonld(rdfa_nodes(doc, base, problems), page_url), "rdfa"))
         if readings[-1] is not None:
             readings[-1].sources = ["rdfa"]
+    if all(missing(r) for r in readings):
+        readings.append(stamp(app_state_product(doc, page_url), "app-state"))
     readings.append(stamp(from_opengraph(opengraph(doc), page_url), "og"))
     return readings
 
