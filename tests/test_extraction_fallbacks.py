@@ -1,0 +1,118 @@
+"""Visible fallbacks, product-page decision, platforms and bad input, on small fixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from scraper.extract import extract_page, extract_product, parse_document
+from scraper.extraction.platforms import detect_platform, woocommerce_products
+from scraper.extraction.price import read_price
+
+PAGES = Path(__file__).parent / "pages"
+URL = "https://shop.example/p/apron"
+
+
+def read(name: str) -> bytes:
+    return (PAGES / name).read_bytes()
+
+
+def test_visible_only_product_page() -> None:
+    p = extract_product(read("visible_only.html"), URL)
+    assert p is not None
+    assert p.title == "Linen Apron Sage"
+    assert p.price == 29.0 and p.currency == "USD"  # not the promo, the old or a related price
+    assert p.external_id == "LA-2041-S"
+    assert p.image_urls[0] == "https://shop.example/img/apron-2000.jpg"  # zoom variant first
+    assert "https://shop.example/img/apron-back-600.jpg" in p.image_urls
+    joined = " ".join(p.image_urls)
+    for junk in ("logo", "pixel", "paypal", "facebook", "mitt"):
+        assert junk not in joined
+    assert p.field_sources["title"] == "visible" and p.field_sources["price"] == "visible"
+    assert p.category_path is not None and "Textiles" in p.category_path
+
+
+@pytest.mark.parametrize("name", ["listing.html", "blog.html", "cart.html", "home.html"])
+def test_non_product_pages_give_no_product(name: str) -> None:
+    assert extract_product(read(name), URL) is None
+
+
+def test_listing_next_page_from_numbered_pagination() -> None:
+    page = extract_page(read("listing.html"), "https://shop.example/aprons?page=2")
+    assert page.links.next_page == "https://shop.example/aprons?page=3"
+
+
+def test_next_page_rel_and_data_href() -> None:
+    html = b'<html><body><a rel="next" href="javascript:;" data-href="/c?p=4">x</a></body></html>'
+    assert extract_page(html, "https://s.example/c?p=3").links.next_page == "https://s.example/c?p=4"
+    last = b'<html><body><a href="/about">more about us</a></body></html>'
+    assert extract_page(last, "https://s.example/c").links.next_page is None
+
+
+def test_next_data_product() -> None:
+    p = extract_product(read("next_data.html"), URL)
+    assert p is not None
+    assert (p.title, p.price, p.currency, p.external_id) == ("Sencha Tin", 14.5, "EUR", "TEA-77")
+    assert p.image_urls[0] == "https://cdn.example/tea-1.jpg"
+    assert p.field_sources["title"] == "app-state"
+
+
+def test_platform_detected_from_markup_not_url() -> None:
+    assert detect_platform(parse_document(read("woocommerce_page.html"))) == "woocommerce"
+    assert detect_platform(parse_document(b"<html><body>wp-json woocommerce</body></html>")) is None
+
+
+def test_woocommerce_store_api() -> None:
+    body = json.dumps([{
+        "id": 5, "name": "Mug", "sku": "MUG-1", "permalink": "https://w.example/product/mug/",
+        "prices": {"price": "1299", "currency_code": "GBP", "currency_minor_unit": 2},
+        "images": [{"src": "https://w.example/mug.jpg"}], "categories": [{"name": "Kitchen"}],
+        "is_in_stock": True,
+    }, {"no": "permalink"}])
+    [mug] = woocommerce_products(body, "https://w.example")
+    assert (mug.title, mug.price, mug.currency, mug.external_id) == ("Mug", 12.99, "GBP", "MUG-1")
+    assert mug.image_urls == ["https://w.example/mug.jpg"] and mug.availability == "InStock"
+    assert woocommerce_products(b"<html>not json</html>", "https://w.example") == []
+
+
+@pytest.mark.parametrize(("text", "amount", "currency"), [
+    ("1.299,00 €", 1299.0, "EUR"), ("From $9", 9.0, "USD"), ("$0.00", 0.0, "USD"),
+    ("$10 - $20", 10.0, "USD"), ("Call for price", None, None), ("", None, None),
+])
+def test_prices(text: str, amount: float | None, currency: str | None) -> None:
+    assert read_price(text) == (amount, currency)
+
+
+def test_bad_input_does_not_crash() -> None:
+    nested = b"<html><body>" + b"<div>" * 5000 + b"<h1>Deep</h1>" + b"</div>" * 10 + b"</body>"
+    extract_page(nested, URL)
+    big = b"<html><body><h1>Big</h1>" + b"<p>filler text</p>" * 300_000 + b"</body></html>"
+    assert len(big) > 5_000_000
+    extract_page(big, URL)
+    state = {"props": {"items": [{"x": "y" * 1000} for _ in range(10_000)]}}
+    huge = ('<html><body><script id="__NEXT_DATA__" type="application/json">'
+            + json.dumps(state) + "</script></body></html>").encode()
+    assert len(huge) > 10_000_000
+    assert extract_product(huge, URL) is None
+
+
+def test_jsonld_with_comments_trailing_commas_and_entities() -> None:
+    html = ('<html><head><script type="application/ld+json">{/* c */ "@type": "Product",'
+            ' "name": "Caf&eacute; Mug", "sku": "CM-1", "image": "/m.jpg",'
+            ' "offers": {"price": "8.00", "priceCurrency": "USD",},}</script></head>'
+            '<body></body></html>').encode()
+    p = extract_product(html, URL)
+    assert p is not None and p.external_id == "CM-1" and p.price == 8.0
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "shift_jis"])
+def test_legacy_encodings(encoding: str) -> None:
+    title = "Café crème" if encoding == "cp1252" else "緑茶の缶"
+    html = (f'<html><head><meta charset="{encoding}"><title>{title}</title></head><body>'
+            f'<h1>{title}</h1><span class="price">$5.00</span>'
+            '<form class="add-to-cart"><button>Add to cart</button></form>'
+            '<img src="/a.jpg" width="400" height="400"></body></html>').encode(encoding)
+    p = extract_product(html, URL)
+    assert p is not None and p.title == title
