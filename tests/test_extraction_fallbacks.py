@@ -99,10 +99,10 @@ def test_bad_input_does_not_crash() -> None:
 
 
 def test_jsonld_with_comments_trailing_commas_and_entities() -> None:
-    html = ('<html><head><script type="application/ld+json">{/* c */ "@type": "Product",'
-            ' "name": "Caf&eacute; Mug", "sku": "CM-1", "image": "/m.jpg",'
-            ' "offers": {"price": "8.00", "priceCurrency": "USD",},}</script></head>'
-            '<body></body></html>').encode()
+    html = (b'<html><head><script type="application/ld+json">{/* c */ "@type": "Product",'
+            b' "name": "Caf&eacute; Mug", "sku": "CM-1", "image": "/m.jpg",'
+            b' "offers": {"price": "8.00", "priceCurrency": "USD",},}</script></head>'
+            b'<body></body></html>')
     p = extract_product(html, URL)
     assert p is not None and p.external_id == "CM-1" and p.price == 8.0
 
