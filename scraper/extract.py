@@ -7,9 +7,10 @@ skipped on its own; it never stops the rest of the page from being read.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
@@ -18,8 +19,8 @@ from catalog.categories import normalise_path
 from scraper.extraction.images import (
     declared_images,
     gallery_images,
-    in_other_area,
     junk_url,
+    other_area_test,
 )
 from scraper.extraction.pagination import next_page
 from scraper.extraction.platforms import app_state_product, detect_platform
@@ -538,20 +539,23 @@ def extract_product_from(doc: Any, base: str, url: str, jsonld: list[dict[str, A
     page_url = canonical_url(doc, url)
     readings = structured_readings(doc, base, page_url, jsonld, problems)
     found = [r for r in readings if r is not None]
-    if not is_product_page(doc, found, jsonld):
+    skip = other_area_test(doc)
+    shown_price = functools.cache(lambda: visible_price(doc, skip))
+    if not is_product_page(doc, found, jsonld, shown_price):
         return None
     data = found[0] if found else ProductData(url=page_url)
     for other in found[1:]:
         merge(data, other)
     if readings[0] is None:  # no JSON-LD product, but its breadcrumb still outranks the rest
         data.category_path = jsonld_breadcrumb(jsonld, data.title) or data.category_path
-    fill_from_page(doc, data)
+    fill_from_page(doc, data, skip, shown_price)
     data.image_urls = absolute_unique([u for u in data.image_urls if not junk_url(u)],
                                       base)[:MAX_IMAGES]
     return data
 
 
-def fill_from_page(doc: Any, data: ProductData) -> None:
+def fill_from_page(doc: Any, data: ProductData, skip: Callable[[Any], bool],
+                   shown_price: Callable[[], tuple[float | None, str | None]]) -> None:
     """Field by field, what the page shows where structured data said nothing."""
     def put(key: str, value: Any, source: str) -> None:
         if getattr(data, key) is None and value is not None:
@@ -562,11 +566,11 @@ def fill_from_page(doc: Any, data: ProductData) -> None:
         title, source = visible_title(doc)
         put("title", title, "visible" if source in {"h1", "title"} else source or "visible")
     if data.price is None:
-        amount, currency = visible_price(doc, in_other_area)
+        amount, currency = shown_price()
         put("price", amount, "visible")
         put("currency", currency, "visible")
     if data.external_id is None:
-        put("external_id", labelled_id(doc, in_other_area), "visible")
+        put("external_id", labelled_id(doc, skip), "visible")
     if data.brand is None:
         put("brand", visible_brand(doc), "visible")
     if data.availability is None:
@@ -574,13 +578,14 @@ def fill_from_page(doc: Any, data: ProductData) -> None:
     if data.category_path is None:
         put("category_path", visible_breadcrumb(doc, data.title), "visible")
     declared = declared_images(doc)
-    gallery = gallery_images(doc, data.title)
+    gallery = gallery_images(doc, data.title, skip)
     if not data.image_urls:
         data.field_sources["image"] = declared[0][0] if declared else "visible"
     data.image_urls += [u for _s, u in declared] + gallery
 
 
-def is_product_page(doc: Any, found: list[ProductData], jsonld: list[dict[str, Any]]) -> bool:
+def is_product_page(doc: Any, found: list[ProductData], jsonld: list[dict[str, Any]],
+                    shown_price: Callable[[], tuple[float | None, str | None]]) -> bool:
     """Signals together: Product markup or og:type=product; else a price with an add-to-cart
     form and one dominant title. Listings (many Product items) and blog, cart and home pages
     are not products."""
@@ -595,7 +600,7 @@ def is_product_page(doc: Any, found: list[ProductData], jsonld: list[dict[str, A
         return True
     if main_heading(doc) is None:
         return False
-    price, _currency = visible_price(doc, in_other_area)
+    price, _currency = shown_price()
     return price is not None and 1 <= cart_buttons(doc) <= 3  # a home page has one per tile
 
 

@@ -9,6 +9,7 @@ tracking pixels, placeholder GIFs or other products' thumbnails (recommendation 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 JUNK_URL = re.compile(
@@ -43,6 +44,21 @@ def in_other_area(element: Any) -> bool:
         if marks.strip() and JUNK_AREA.search(marks):
             return True
     return False
+
+
+def other_area_test(doc: Any) -> Callable[[Any], bool]:
+    """in_other_area for one page, with its chrome and related-item areas found once (lxml
+    keeps one proxy per node while we hold it, so a set of elements is reliable)."""
+    areas = {e for e in doc.iter(*CHROME_TAGS)}
+    for element in doc.xpath("//*[@class or @id]"):
+        marks = f"{element.get('class') or ''} {element.get('id') or ''}"
+        if JUNK_AREA.search(marks):
+            areas.add(element)
+
+    def inside(element: Any) -> bool:
+        return any(a in areas for a in element.iterancestors())
+
+    return inside
 
 
 def srcset_largest(srcset: str) -> str | None:
@@ -106,13 +122,14 @@ def declared_images(doc: Any) -> list[tuple[str, str]]:
     return [(s, u) for s, u in out if u and not junk_url(u)]
 
 
-def gallery_images(doc: Any, title: str | None) -> list[str]:
+def gallery_images(doc: Any, title: str | None,
+                   skip: Callable[[Any], bool] = in_other_area) -> list[str]:
     """The body's product photos, best first: itemprop=image, then scored candidates."""
     title_words = {w for w in re.findall(r"\w{4,}", (title or "").lower())}
     scored = []
     for index, img in enumerate(doc.xpath("//body//img | //body//picture/source")):
         url = img_url(img)
-        if not url or junk_url(url) or tiny(img) or in_other_area(img):
+        if not url or junk_url(url) or tiny(img) or skip(img):
             continue
         alt = (img.get("alt") or img.get("title") or "").lower()
         marks = " ".join(f"{a.get('class') or ''} {a.get('id') or ''}"

@@ -51,8 +51,11 @@ def next_page(doc: Any, base: str, url: str) -> str | None:
     for link in doc.xpath('//link[@href][contains(concat(" ", translate(@rel, "NEXT", "next"),'
                           ' " "), " next ")]'):
         return absolute(link.get("href"), base)
-    for element in doc.xpath("//a | //button"):
-        if any(element.get(a) for a in URL_ATTRS) and describes_next(element):
+    # Next links have short labels ("»", "Next page"); reading every long link's text is slow.
+    for element in doc.xpath("//a[@href or @data-href or @data-url][@rel or string-length("
+                             "normalize-space()) < 30] | //button[@data-url or @data-href or"
+                             " @data-next-url or @data-next]"):
+        if describes_next(element):
             found = link_url(element)
             rel_next = "next" in (element.get("rel") or "").lower().split()
             if found and (rel_next or not in_chrome(element)):
@@ -72,11 +75,10 @@ def numbered_next(doc: Any, base: str, url: str) -> str | None:
     if current is None:
         return None
     wanted = str(current + 1)
-    for anchor in doc.xpath("//a[@href]"):
-        if " ".join(anchor.text_content().split()) == wanted:
-            href = absolute(anchor.get("href"), base)
-            if href and href != urldefrag(url)[0]:
-                return href
+    for anchor in doc.xpath(f'//a[@href][normalize-space()="{wanted}"]'):
+        href = absolute(anchor.get("href"), base)
+        if href and href != urldefrag(url)[0]:
+            return href
     return None
 
 

@@ -14,28 +14,33 @@ from urllib.parse import urljoin
 WOO_API = "/wp-json/wc/store/v1/products"
 WOO_PAGE_SIZE = 100
 APP_STATE_MAX = 20_000_000  # characters of embedded JSON we are willing to read
-MARKERS = {
-    "shopify": ('//script[contains(@src, "cdn.shopify.com")] | //link[contains(@href,'
-                ' "cdn.shopify.com")] | //meta[@name="shopify-digital-wallet"]'),
-    "woocommerce": ('//body[contains(@class, "woocommerce")] | //meta[@name="generator"]'
-                    '[contains(@content, "WooCommerce")] | //*[contains(@class,'
-                    ' "woocommerce-product")] | //link[contains(@href, "/wp-content/plugins/'
-                    'woocommerce/")]'),
-    "magento": ('//script[contains(@type, "text/x-magento-init")] | //*[@data-mage-init]'
-                ' | //script[contains(@src, "/static/frontend/")] | //script[contains(text(),'
-                ' "Mage.Cookies")]'),
-    "bigcommerce": ('//script[contains(@src, "bigcommerce.com")] | //img[contains(@src,'
-                    ' "bigcommerce.com")] | //*[@data-product-id][contains(@class,'
-                    ' "productView")]'),
-}
+SCRIPT_MARKERS = (  # (platform, text in a script's src, type or first 2,000 characters)
+    ("shopify", "cdn.shopify.com"), ("shopify", "Shopify.theme"),
+    ("woocommerce", "/plugins/woocommerce/"), ("woocommerce", "wc_add_to_cart_params"),
+    ("magento", "text/x-magento-init"), ("magento", "Mage.Cookies"), ("magento", "/mage/"),
+    ("bigcommerce", "bigcommerce.com"), ("bigcommerce", "BCData"),
+)
 
 
 def detect_platform(doc: Any) -> str | None:
-    """The shop software the page was made with, from its markup."""
-    for name, xpath in MARKERS.items():
-        if doc.xpath(f"boolean({xpath})"):
-            return name
-    return None
+    """The shop software the page was made with, from its markup (one pass over the scripts;
+    this runs on every crawled page)."""
+    generator = " ".join(doc.xpath('//meta[@name="generator"]/@content')).lower()
+    body_class = " ".join(doc.xpath("/html/body/@class")).lower()
+    if "woocommerce" in generator or "woocommerce" in body_class:
+        return "woocommerce"
+    if "magento" in generator:
+        return "magento"
+    for script in doc.iter("script"):
+        text = " ".join((script.get("src") or "", script.get("type") or "",
+                         (script.text or "")[:2000]))
+        for name, marker in SCRIPT_MARKERS:
+            if marker in text:
+                return name
+    links = " ".join(doc.xpath("//head/link/@href"))
+    if "cdn.shopify.com" in links:
+        return "shopify"
+    return "woocommerce" if "/plugins/woocommerce/" in links else None
 
 
 def woocommerce_products(body: bytes | str, base: str) -> list[Any]:
