@@ -47,16 +47,27 @@ def in_other_area(element: Any) -> bool:
 
 
 def other_area_test(doc: Any) -> Callable[[Any], bool]:
-    """in_other_area for one page, with its chrome and related-item areas found once (lxml
-    keeps one proxy per node while we hold it, so a set of elements is reliable)."""
-    areas = {e for e in doc.iter(*CHROME_TAGS)}
-    for element in doc.xpath("//*[@class or @id]"):
-        marks = f"{element.get('class') or ''} {element.get('id') or ''}"
-        if JUNK_AREA.search(marks):
-            areas.add(element)
+    """in_other_area for one page, remembering each ancestor's answer so a page with thousands
+    of images walks every branch once (lxml keeps one proxy per node while we hold it)."""
+    known: dict[Any, bool] = {}
 
     def inside(element: Any) -> bool:
-        return any(a in areas for a in element.iterancestors())
+        path = []
+        node = element.getparent()
+        result = False
+        while node is not None:
+            if node in known:
+                result = known[node]
+                break
+            path.append(node)
+            marks = f"{node.get('class') or ''} {node.get('id') or ''}"
+            if node.tag in CHROME_TAGS or (marks.strip() and JUNK_AREA.search(marks)):
+                result = True
+                break
+            node = node.getparent()
+        for seen in path:
+            known[seen] = result
+        return result
 
     return inside
 

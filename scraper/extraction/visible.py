@@ -12,6 +12,8 @@ ID_LABEL = re.compile(
     r"Part\s*(?:#|No\.?|number)|Style\s*(?:#|No\.?)|Art(?:icle)?\.?\s*No\.?|Product\s*(?:code|ID)|"
     r"ISBN(?:-13)?|UPC|EAN|GTIN|TCIN)\s*[:#]?\s*[:#]?\s*([A-Z0-9][A-Z0-9._/-]{2,30})",
     re.I)
+LABEL_START = re.compile(r"sku|item|model|mpn|mfr|part|style|art|product|isbn|upc|ean|gtin|"
+                         r"tcin", re.I)  # a cheap first look before ID_LABEL
 ID_PROPS = ("sku", "productID", "mpn", "gtin13", "gtin", "gtin14", "gtin12", "gtin8", "isbn")
 CART_WORDS = re.compile(r"add[\s-]*to[\s-]*(cart|bag|basket|trolley)|buy[\s-]*now|"
                         r"in den warenkorb|ajouter au panier|añadir al carrito|add_to_cart|"
@@ -81,20 +83,16 @@ def labelled_id(doc: Any, skip: Any) -> str | None:
             if value and not skip(element) and re.search(r"\d", value):
                 return value
     body = doc.find("body")
-    if body is None:
-        return None
-    for element in body.iter():
-        if element.tag in {"script", "style", "noscript"} or not isinstance(element.tag, str):
-            continue
+    for element in body.iter() if body is not None else ():
         own = (element.text or "").strip()
-        if not own or (not ID_LABEL.match(own) and not ID_LABEL.search(own[:40])):
+        if not own or not isinstance(element.tag, str) or element.tag in {"script", "style"}:
             continue
-        if skip(element):
+        if not LABEL_START.search(own[:60]) or not ID_LABEL.search(own[:60]) or skip(element):
             continue
+        # "ISBN-13:</dt><dd>978..." : the value sits in the next element, so read the parent.
         container = element.getparent() if len(own) < 20 and element.getparent() is not None \
             else element
-        text = " ".join(container.text_content().split())[:200]
-        found = ID_LABEL.search(text)
+        found = ID_LABEL.search(" ".join(container.text_content().split())[:200])
         if found and re.search(r"\d", found.group(2)):
             return found.group(2).strip("._/-")
     return None
