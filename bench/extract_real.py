@@ -32,10 +32,11 @@ DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "real-pages"
 RULES = """\
 Matching rules
   product found : a product with a title and at least one image
-  title         : normalised text (casefold, entities, cp1252 C1 bytes, whitespace, edge
-                  punctuation) equal to the marked element's text, or one contained in the
-                  other on word boundaries where the shorter is >= 1/3 of the longer or >= 3
-                  words; never the shop-name segment of the <title> ("... | Nordstrom")
+  title         : normalised text (casefold, entities, cp1252 C1 bytes, punctuation but
+                  & ® ™ $ . / - as spaces, whitespace) equal to the marked element's text, or
+                  one contained in the other on word boundaries where the shorter is >= 1/3
+                  of the longer or >= 3 words; never the shop-name segment of the <title>
+                  ("... | Nordstrom")
   main image    : the FIRST image is the marked picture: a URL in the marked element's
                   attributes (src, data-*, srcset) with the same (folder, file stem) once host,
                   query, extension and size tokens (_SX522_, s-l300, 600x450, c700x420q10, _600)
@@ -88,7 +89,7 @@ def norm_text(text: str | None) -> str:
     # Some saved pages carry cp1252 bytes as C1 controls ("\x99" for the trade mark sign).
     text = "".join(bytes([ord(c)]).decode("cp1252", "replace") if 0x80 <= ord(c) <= 0x9F
                    else c for c in text).casefold()
-    return " ".join(text.split()).strip(" .,:;-|–—")
+    return " ".join(re.sub(r"[^\w&®™$./-]+", " ", text).split()).strip(" .,:;-|–—")
 
 
 def title_right(got: str | None, expected: str, shop: str) -> bool:

@@ -7,11 +7,12 @@ import re
 from typing import Any
 
 TITLE_SEPARATORS = re.compile(r"\s+[|:–—-]\s+|\s+[|·•]\s*")
-ID_LABEL = re.compile(
-    r"(?<![\w])(SKU|Item\s*(?:#|No\.?|number|code)|Model\s*(?:#|No\.?|number)|MPN|MFR\s*#|"
-    r"Part\s*(?:#|No\.?|number)|Style\s*(?:#|No\.?)|Art(?:icle)?\.?\s*No\.?|Product\s*(?:code|ID)|"
-    r"ISBN(?:-13)?|UPC|EAN|GTIN|TCIN)\s*[:#]?\s*[:#]?\s*([A-Z0-9][A-Z0-9._/-]{2,30})",
-    re.I)
+LABEL = (r"(?<![\w])(SKU|Item\s*(?:#|No\.?|number|code)|Model\s*(?:#|No\.?|number)|MPN|"
+         r"MFR\s*#|Part\s*(?:#|No\.?|number)|Style\s*(?:#|No\.?)|Art(?:icle)?\.?\s*No\.?|"
+         r"Product\s*(?:code|ID)|ISBN(?:-13)?|UPC|EAN|GTIN|TCIN)")
+ID_LABEL = re.compile(LABEL + r"\s*[:#]?\s*[:#]?\s*([A-Z0-9][A-Z0-9._/-]{2,30})", re.I)
+# A label alone ("ISBN-13:</dt>"): its value sits in the next element.
+LABEL_ONLY = re.compile(r"^\s*" + LABEL + r"\s*[:#]?\s*[:#]?\s*$", re.I)
 LABEL_START = re.compile(r"sku|item|model|mpn|mfr|part|style|art|product|isbn|upc|ean|gtin|"
                          r"tcin", re.I)  # a cheap first look before ID_LABEL
 ID_PROPS = ("sku", "productID", "mpn", "gtin13", "gtin", "gtin14", "gtin12", "gtin8", "isbn")
@@ -87,7 +88,8 @@ def labelled_id(doc: Any, skip: Any) -> str | None:
         own = (element.text or "").strip()
         if not own or not isinstance(element.tag, str) or element.tag in {"script", "style"}:
             continue
-        if not LABEL_START.search(own[:60]) or not ID_LABEL.search(own[:60]) or skip(element):
+        if not LABEL_START.search(own[:60]) or skip(element) or not (
+                ID_LABEL.search(own[:60]) or LABEL_ONLY.match(own)):
             continue
         # "ISBN-13:</dt><dd>978..." : the value sits in the next element, so read the parent.
         container = element.getparent() if len(own) < 20 and element.getparent() is not None \
