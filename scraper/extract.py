@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 from catalog.categories import normalise_path
+from scraper.extraction.encoding import decode_html, without_xml_declaration
 from scraper.extraction.images import (
     declared_images,
     gallery_images,
@@ -102,15 +103,15 @@ class Page:
 
 
 def parse_document(html: str | bytes) -> Any:
-    """An lxml HTML tree; bytes are read as UTF-8 unless the page says otherwise."""
+    """An lxml HTML tree; bytes are decoded by scraper.extraction.encoding (pages that declare
+    the wrong charset included)."""
     import lxml.html
 
-    if isinstance(html, str):
-        html = html.encode("utf-8")
-    if not html.strip():
-        html = b"<html></html>"
-    parser = lxml.html.HTMLParser(encoding=None if b"charset" in html[:2048] else "utf-8")
-    return lxml.html.document_fromstring(html, parser=parser)
+    text = decode_html(html) if isinstance(html, bytes) else html
+    text = without_xml_declaration(text)
+    if not text.strip():
+        text = "<html></html>"
+    return lxml.html.document_fromstring(text)
 
 
 def extract_page(html: str | bytes | Any, url: str) -> Page:

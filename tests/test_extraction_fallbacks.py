@@ -107,12 +107,28 @@ def test_jsonld_with_comments_trailing_commas_and_entities() -> None:
     assert p is not None and p.external_id == "CM-1" and p.price == 8.0
 
 
-@pytest.mark.parametrize("encoding", ["cp1252", "shift_jis"])
-def test_legacy_encodings(encoding: str) -> None:
-    title = "Café crème" if encoding == "cp1252" else "緑茶の缶"
-    html = (f'<html><head><meta charset="{encoding}"><title>{title}</title></head><body>'
-            f'<h1>{title}</h1><span class="price">$5.00</span>'
+@pytest.mark.parametrize(("encoding", "declared", "title"), [
+    ("cp1252", "cp1252", "Café crème brûlée"),
+    ("shift_jis", "shift_jis", "緑茶の缶"),
+    ("cp1252", "utf-8", "Café crème brûlée"),  # declared wrongly
+    ("shift_jis", "iso-8859-1", "静岡県産の煎茶、とても美味しいお茶です"),  # declared wrongly
+    ("utf-8", "windows-1252", "Crème fraîche"),  # declared wrongly
+])
+def test_legacy_encodings(encoding: str, declared: str, title: str) -> None:
+    # A real page's worth of text: a guess needs more than a title to go on.
+    about = "静岡県産の煎茶です。毎朝お湯を注ぐだけで、香りの良いお茶が楽しめます。" * 4 \
+        if encoding == "shift_jis" else "Fresh from the farm. " * 4
+    lang = "ja" if encoding == "shift_jis" else "fr"
+    html = (f'<html lang="{lang}"><head><meta charset="{declared}"><title>{title}</title></head>'
+            f'<body><h1>{title}</h1><p>{about}</p><span class="price">$5.00</span>'
             '<form class="add-to-cart"><button>Add to cart</button></form>'
             '<img src="/a.jpg" width="400" height="400"></body></html>').encode(encoding)
     p = extract_product(html, URL)
     assert p is not None and p.title == title
+
+
+def test_xml_declared_xhtml_page() -> None:
+    html = ('<?xml version="1.0" encoding="utf-8"?><html><head><script type="application/ld+json">'
+            '{"@type": "Product", "name": "Jar", "image": "/j.jpg"}</script></head></html>')
+    p = extract_product(html.encode(), URL)
+    assert p is not None and p.title == "Jar"
