@@ -46,7 +46,9 @@ def detect_platform(doc: Any) -> str | None:
 def woocommerce_products(body: bytes | str, base: str) -> list[Any]:
     """Products from one page of the Store API (/wp-json/wc/store/v1/products); [] if the body
     is not that format. Prices come in minor units with their currency's decimals."""
-    from scraper.extract import ProductData, absolute_unique, stamp, text_of
+    from scraper.extract import absolute_unique
+    from scraper.extraction.model import ProductData, stamp
+    from scraper.extraction.structured import text_of
 
     try:
         data = json.loads(body)
@@ -131,7 +133,8 @@ def find_product(state: Any, depth: int = 0) -> dict[str, Any] | None:
 
 def app_state_product(doc: Any, url: str) -> Any:
     """A ProductData from Next.js/Nuxt state, or None."""
-    from scraper.extract import ProductData, image_values, offer_price, parse_price, text_of
+    from scraper.extraction.model import ProductData
+    from scraper.extraction.structured import image_values, offer_price, parse_price, text_of
 
     node = find_product(app_state(doc))
     if node is None:

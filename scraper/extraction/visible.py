@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from scraper.extraction.structured import path_without_title
+
 TITLE_SEPARATORS = re.compile(r"\s+[|:–—-]\s+|\s+[|·•]\s*")
 LABEL = (r"(?<![\w])(SKU|Item\s*(?:#|No\.?|number|code)|Model\s*(?:#|No\.?|number)|MPN|"
          r"MFR\s*#|Part\s*(?:#|No\.?|number)|Style\s*(?:#|No\.?)|Art(?:icle)?\.?\s*No\.?|"
@@ -15,6 +17,7 @@ ID_LABEL = re.compile(LABEL + r"\s*[:#]?\s*[:#]?\s*([A-Z0-9][A-Z0-9._/-]{2,30})"
 LABEL_ONLY = re.compile(r"^\s*" + LABEL + r"\s*[:#]?\s*[:#]?\s*$", re.I)
 LABEL_START = re.compile(r"sku|item|model|mpn|mfr|part|style|art|product|isbn|upc|ean|gtin|"
                          r"tcin", re.I)  # a cheap first look before ID_LABEL
+BREADCRUMB_SEPARATORS = {"/", ">", "›", "»", "|", "→", "\\"}
 ID_PROPS = ("sku", "productID", "mpn", "gtin13", "gtin", "gtin14", "gtin12", "gtin8", "isbn")
 CART_WORDS = re.compile(r"add[\s-]*to[\s-]*(cart|bag|basket|trolley)|buy[\s-]*now|"
                         r"in den warenkorb|ajouter au panier|añadir al carrito|add_to_cart|"
@@ -139,3 +142,20 @@ def availability(doc: Any) -> str | None:
 def visible_brand(doc: Any) -> str | None:
     return first_text(doc, '//*[@itemprop="brand"]/@content | //*[@itemprop="brand"]') or meta(
         doc, "product:brand") or meta(doc, "og:brand")
+
+
+def visible_breadcrumb(doc: Any, title: str | None) -> str | None:
+    """The breadcrumb a shopper sees: nav[aria-label=breadcrumb], .breadcrumb(s) lists."""
+    containers = doc.xpath(
+        '//*[contains(translate(@aria-label, "BREADCRUMB", "breadcrumb"), "breadcrumb")'
+        ' or contains(translate(@class, "BREADCRUMB", "breadcrumb"), "breadcrumb")'
+        ' or contains(translate(@id, "BREADCRUMB", "breadcrumb"), "breadcrumb")]'
+    )
+    for box in containers:
+        parts = box.xpath(".//li") or box.xpath(".//a | .//span[not(*)]")
+        names = [" ".join(p.text_content().split()) for p in parts]
+        names = [n.strip("/>›» ") for n in names if n and n not in BREADCRUMB_SEPARATORS]
+        names = [n for n in names if n]
+        if names:
+            return path_without_title(names, title)
+    return None
