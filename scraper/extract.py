@@ -97,7 +97,7 @@ def extract_page(html: str | bytes | Any, url: str) -> Page:
     problems: list[str] = []
     jsonld = jsonld_nodes(doc, problems)
     product = extract_product_from(doc, base, url, jsonld, problems)
-    links = extract_links(doc, base, url, jsonld)
+    links = extract_links(doc, base, url, jsonld, listing=product is None)
     return Page(product, links, problems, detect_platform(doc))
 
 
@@ -186,17 +186,23 @@ def is_product_page(doc: Any, found: list[ProductData], jsonld: list[dict[str, A
     are not products."""
     product_cards = len(doc.xpath('//*[@itemscope][contains(@itemtype, "schema.org/Product")]'))
     product_cards += sum(1 for n in jsonld if types_of(n) & PRODUCT_TYPES)
-    og_type = (opengraph(doc).get("og:type") or [""])[0].lower()
-    if og_type in {"article", "blog"} and not found:
-        return False
+    if found and product_cards < 3:
+        return True
+    og_type = first_meta(doc, "og:type").lower()
     if product_cards >= 3 and og_type not in {"product", "og:product", "product.item"}:
         return False  # a listing of product cards
     if found:
         return True
+    if og_type in {"article", "blog"}:
+        return False
     if main_heading(doc) is None:
         return False
     price, _currency = shown_price()
     return price is not None and 1 <= cart_buttons(doc) <= 3  # a home page has one per tile
+
+
+def first_meta(doc: Any, key: str) -> str:
+    return doc.xpath(f'string(//meta[@property="{key}" or @name="{key}"]/@content)').strip()
 
 
 # --------------------------------------------------------------------------- images
@@ -263,7 +269,8 @@ def is_pagination(anchor: Any, href: str) -> bool:
     return bool(PAGE_PARAM.search(href)) or (text.isdigit() and len(text) <= 4)
 
 
-def extract_links(doc: Any, base: str, url: str, jsonld: list[dict[str, Any]]) -> PageLinks:
+def extract_links(doc: Any, base: str, url: str, jsonld: list[dict[str, Any]],
+                  listing: bool = True) -> PageLinks:
     """Links to follow, sorted into product (ItemList), pagination and other same-site pages."""
     links = PageLinks(products=absolute_unique(itemlist_urls(jsonld), base))
     pagination: list[str] = [
@@ -275,7 +282,8 @@ def extract_links(doc: Any, base: str, url: str, jsonld: list[dict[str, Any]]) -
         if not href or href.startswith(("#", "javascript:", "mailto:", "tel:")):
             continue
         (pagination if is_pagination(anchor, href) else other).append(href)
-    links.next_page = next_page(doc, base, url)
+    # A product page has no next page to look for (and most crawled pages are products).
+    links.next_page = next_page(doc, base, url) if listing else None
     if links.next_page:
         pagination.insert(0, links.next_page)
     links.pagination = [u for u in absolute_unique(pagination, base) if looks_like_page(u)]

@@ -145,6 +145,16 @@ def image_values(value: Any) -> list[str]:
     return [u for u in out if u]
 
 
+def offer_availability(offers: Any) -> str | None:
+    """schema.org availability of the first offer that says it ("https://schema.org/InStock"
+    -> "InStock")."""
+    for offer in offers if isinstance(offers, list) else [offers]:
+        value = text_of(offer.get("availability")) if isinstance(offer, dict) else None
+        if value:
+            return value.rstrip("/").rsplit("/", 1)[-1]
+    return None
+
+
 def offer_price(offers: Any) -> tuple[float | None, str | None]:
     for offer in offers if isinstance(offers, list) else [offers]:
         if not isinstance(offer, dict):
@@ -217,6 +227,7 @@ def product_from_node(node: dict[str, Any], ids: dict[str, dict[str, Any]],
     )
     data.brand = text_of(deref(node.get("brand"), ids)) or text_of(node.get("manufacturer"))
     data.price, data.currency = offer_price(deref(node.get("offers"), ids))
+    data.availability = offer_availability(deref(node.get("offers"), ids))
     data.category_path = category_value(node.get("category"))
     data.image_urls = image_values(node.get("image"))
     variants = node.get("hasVariant") or []
