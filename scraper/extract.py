@@ -34,7 +34,7 @@ from scraper.extraction.model import (
     stamp,
 )
 from scraper.extraction.pagination import next_page
-from scraper.extraction.platforms import app_state_product, detect_platform
+from scraper.extraction.platforms import app_state_product, detect_platform, platform_product
 from scraper.extraction.price import visible_price
 from scraper.extraction.structured import (  # noqa: F401  (re-exported: one import for callers)
     PRODUCT_TYPES,
@@ -112,7 +112,8 @@ def base_url(doc: Any, url: str) -> str:
 
 def structured_readings(doc: Any, base: str, page_url: str, jsonld: list[dict[str, Any]],
                         problems: list[str]) -> list[ProductData | None]:
-    """JSON-LD, then microdata and RDFa while fields are missing, then OpenGraph."""
+    """JSON-LD, then microdata, RDFa, app state and platform markup (Magento, BigCommerce)
+    while fields are missing, then OpenGraph."""
     readings = [stamp(from_jsonld(jsonld, page_url), "jsonld")]
     if missing(readings[0]):
         readings.append(stamp(from_jsonld(microdata_nodes(doc, base, problems), page_url),
@@ -125,6 +126,9 @@ def structured_readings(doc: Any, base: str, page_url: str, jsonld: list[dict[st
             readings[-1].sources = ["rdfa"]
     if all(missing(r) for r in readings):
         readings.append(stamp(app_state_product(doc, page_url), "app-state"))
+    if all(missing(r) for r in readings):
+        platform = detect_platform(doc)
+        readings.append(stamp(platform_product(doc, platform, page_url), platform or ""))
     readings.append(stamp(from_opengraph(opengraph(doc), page_url), "og"))
     return readings
 

@@ -132,3 +132,39 @@ def test_xml_declared_xhtml_page() -> None:
             '{"@type": "Product", "name": "Jar", "image": "/j.jpg"}</script></head></html>')
     p = extract_product(html.encode(), URL)
     assert p is not None and p.title == "Jar"
+
+
+def test_magento_markup() -> None:
+    p = extract_product(read("magento.html"), "https://m.example/joust-duffle-bag.html")
+    assert p is not None
+    assert (p.title, p.price, p.external_id) == ("Joust Duffle Bag", 34.0, "24-MB01")
+    assert p.image_urls[:2] == ["https://m.example/media/mb01-full.jpg",
+                                "https://m.example/media/mb01-back-full.jpg"]  # main first
+    assert p.field_sources["price"] == "magento"
+
+
+def test_bigcommerce_markup() -> None:
+    p = extract_product(read("bigcommerce.html"), "https://b.example/goo/")
+    assert p is not None
+    assert (p.title, p.price, p.currency, p.external_id) == (
+        "Amazing Self-Siphoning Goo", 10.95, "USD", "GB100")
+    assert p.image_urls[0] == "https://cdn11.bigcommerce.com/s-abc/images/goo-1280.jpg"
+
+
+def test_nuxt_state_product() -> None:
+    p = extract_product(read("nuxt.html"), URL)
+    assert p is not None
+    assert (p.title, p.price, p.external_id) == ("Oak Board", 42.0, "NX-9")
+    assert p.image_urls == ["https://cdn.example/oak.jpg"]
+
+
+def test_product_group_keeps_all_variant_images() -> None:
+    html = b"""<html><head><script type="application/ld+json">{"@type": "ProductGroup",
+      "name": "Tee", "productGroupID": "T1", "image": "/tee.jpg", "hasVariant": [
+      {"@type": "Product", "sku": "T1-R", "image": "/tee-red.jpg",
+       "offers": {"price": "15", "priceCurrency": "EUR"}},
+      {"@type": "Product", "sku": "T1-B", "image": "/tee-blue.jpg"}]}</script></head></html>"""
+    p = extract_product(html, URL)
+    assert p is not None and p.external_id == "T1" and p.price == 15.0
+    assert p.image_urls[:3] == ["https://shop.example/tee.jpg", "https://shop.example/tee-red.jpg",
+                                "https://shop.example/tee-blue.jpg"]

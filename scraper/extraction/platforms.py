@@ -155,3 +155,74 @@ def app_state_product(doc: Any, url: str) -> Any:
     product.image_urls = image_values(images) or [
         i.get("src") for i in images if isinstance(i, dict) and isinstance(i.get("src"), str)]
     return product
+
+
+def platform_product(doc: Any, platform: str | None, url: str) -> Any:
+    """Magento 2 or BigCommerce (Stencil) product-page markup, or None elsewhere (their
+    product-only markers: Magento's add-to-cart form, BigCommerce's productView)."""
+    if platform == "magento" and doc.xpath('boolean(//form[@id="product_addtocart_form"])'):
+        return magento_product(doc, url)
+    if platform == "bigcommerce" and doc.xpath(
+            'boolean(//*[contains(concat(" ", @class, " "), " productView ")])'):
+        return bigcommerce_product(doc, url)
+    return None
+
+
+def magento_product(doc: Any, url: str) -> Any:
+    from scraper.extraction.model import ProductData
+
+    product = ProductData(url=url, sources=["magento"])
+    product.title = first(doc, '//h1[contains(@class, "page-title")]//*[@data-ui-id='
+                               '"page-title-wrapper"] | //h1[contains(@class, "page-title")]')
+    amount = first(doc, '//*[@data-price-type="finalPrice"]/@data-price-amount')
+    product.price = float(amount) if amount and re.fullmatch(r"\d+(\.\d+)?", amount) else None
+    product.external_id = first(doc, '//*[contains(@class, "product attribute sku")]'
+                                     '//*[contains(@class, "value")]') or first(
+        doc, '//form[@id="product_addtocart_form"]/@data-product-sku')
+    product.image_urls = magento_gallery(doc)
+    return product
+
+
+def magento_gallery(doc: Any) -> list[str]:
+    """The gallery widget's images from text/x-magento-init JSON, the main one first."""
+    for script in doc.xpath('//script[@type="text/x-magento-init"]'):
+        text = script.text or ""
+        if "mage/gallery/gallery" not in text or len(text) > APP_STATE_MAX:
+            continue
+        try:
+            config = json.loads(text)
+        except ValueError:
+            continue
+        for widget in config.values() if isinstance(config, dict) else []:
+            gallery = widget.get("mage/gallery/gallery") if isinstance(widget, dict) else None
+            items = gallery.get("data") if isinstance(gallery, dict) else None
+            if isinstance(items, list):
+                items = [i for i in items if isinstance(i, dict)]
+                items.sort(key=lambda i: not i.get("isMain"))
+                return [str(i.get("full") or i.get("img")) for i in items
+                        if i.get("full") or i.get("img")]
+    return []
+
+
+def bigcommerce_product(doc: Any, url: str) -> Any:
+    from scraper.extraction.model import ProductData
+    from scraper.extraction.price import read_price
+
+    product = ProductData(url=url, sources=["bigcommerce"])
+    product.title = first(doc, '//h1[contains(@class, "productView-title")]')
+    product.price, product.currency = read_price(first(
+        doc, '//*[@data-product-price-without-tax] | //*[@data-product-price-with-tax]'))
+    product.external_id = first(doc, "//*[@data-product-sku]")
+    product.image_urls = [u for u in doc.xpath(
+        '//*[contains(@class, "productView-image")]/@data-zoom-image'
+        ' | //*[contains(@class, "productView-thumbnail-link")]/@data-image-gallery-zoom-image-url'
+    ) if u.strip()]
+    return product
+
+
+def first(doc: Any, xpath: str) -> str | None:
+    for value in doc.xpath(xpath):
+        text = " ".join(str(value if isinstance(value, str) else value.text_content()).split())
+        if text:
+            return text
+    return None
