@@ -105,6 +105,12 @@ def test_jsonld_with_comments_trailing_commas_and_entities() -> None:
             b'<body></body></html>')
     p = extract_product(html, URL)
     assert p is not None and p.external_id == "CM-1" and p.price == 8.0
+    assert p.title == "Café Mug"
+    escaped = (b'<html><head><script type="application/ld+json">{&quot;@type&quot;: &quot;Product'
+               b'&quot;, &quot;name&quot;: &quot;Tin&quot;, &quot;image&quot;: &quot;/t.jpg&quot;}'
+               b'</script></head></html>')
+    tin = extract_product(escaped, URL)
+    assert tin is not None and tin.title == "Tin"
 
 
 @pytest.mark.parametrize(("encoding", "declared", "title"), [

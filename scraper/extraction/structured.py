@@ -7,6 +7,7 @@ its own; it never stops the rest of the page from being read.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Iterator
@@ -39,6 +40,8 @@ def parse_jsonld_text(text: str) -> Any:
     try:
         return jstyleson.loads(text, strict=False)
     except Exception as exc:  # jstyleson raises assorted errors on garbage
+        if "&quot;" in text:  # a block escaped as HTML text ({&quot;@type&quot;: ...})
+            return parse_jsonld_text(html.unescape(text))
         raise ValueError(str(exc)) from exc
 
 
@@ -106,6 +109,8 @@ def text_of(value: Any) -> str | None:
     if value is None or isinstance(value, bool):
         return None
     text = " ".join(str(value).split())
+    if "&" in text and ";" in text:  # HTML entities some shops leave in JSON ("Caf&eacute;")
+        text = html.unescape(text)
     return text or None
 
 
