@@ -47,8 +47,10 @@ def test_listing_next_page_from_numbered_pagination() -> None:
 def test_next_page_rel_and_data_href() -> None:
     html = b'<html><body><a rel="next" href="javascript:;" data-href="/c?p=4">x</a></body></html>'
     assert extract_page(html, "https://s.example/c?p=3").links.next_page == "https://s.example/c?p=4"
-    last = b'<html><body><a href="/about">more about us</a></body></html>'
+    last = b'<html><body><a href="/about">more about us</a><a href="/x">View more</a></body></html>'
     assert extract_page(last, "https://s.example/c").links.next_page is None
+    more = b'<html><body><button data-url="/c?page=2">Load more</button></body></html>'
+    assert extract_page(more, "https://s.example/c").links.next_page == "https://s.example/c?page=2"
 
 
 def test_next_data_product() -> None:

@@ -35,7 +35,7 @@ def describes_next(element: Any) -> bool:
     text = " ".join(element.text_content().split())
     if PREV_WORDS.search(labels + " " + text):
         return False
-    if NEXT_WORDS.match(text) or NEXT_WORDS.match(labels) or LOAD_MORE.search(text):
+    if NEXT_WORDS.match(text) or NEXT_WORDS.match(labels):
         return True
     if re.search(r"\bn(ä|ae)chste|\bnext\b|siguiente|suivant", labels, re.I):
         return True
@@ -55,12 +55,23 @@ def next_page(doc: Any, base: str, url: str) -> str | None:
     for element in doc.xpath("//a[@href or @data-href or @data-url][@rel or string-length("
                              "normalize-space()) < 30] | //button[@data-url or @data-href or"
                              " @data-next-url or @data-next]"):
-        if describes_next(element):
+        if describes_next(element) or loads_more(element, base, url):
             found = link_url(element)
             rel_next = "next" in (element.get("rel") or "").lower().split()
             if found and (rel_next or not in_chrome(element)):
                 return absolute(found, base)
     return numbered_next(doc, base, url)
+
+
+def loads_more(element: Any, base: str, url: str) -> bool:
+    """A "load more" / "show more" control whose URL continues this listing (same path, or a
+    page number); "view more" links to other pages are not pagination."""
+    if not LOAD_MORE.search(" ".join(element.text_content().split())):
+        return False
+    target = absolute(link_url(element), base)
+    if target is None:
+        return False
+    return urlsplit(target).path == urlsplit(url).path or page_number(target) is not None
 
 
 def in_chrome(element: Any) -> bool:
