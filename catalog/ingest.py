@@ -16,7 +16,8 @@ from catalog.store import ImageStore, sha256_hex
 
 ImageStatus = Literal["new", "duplicate", "rejected"]
 ProductStatus = Literal["new", "updated", "unchanged"]
-PRODUCT_FIELDS = ("external_id", "title", "brand", "price", "currency", "category_path")
+PRODUCT_FIELDS = ("external_id", "title", "brand", "price", "currency", "category_path",
+                  "field_sources")
 
 
 @dataclass(frozen=True)
