@@ -13,7 +13,6 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
@@ -329,69 +328,4 @@ def shopify_products(body: bytes | str, base: str) -> list[ProductData]:
             image_urls=absolute_unique([i for i in images if isinstance(i, str)], base),
             sources=["shopify"],
         ))
-    return out
-
-
-# --------------------------------------------------------------------------- sitemaps
-
-
-@dataclass
-class SitemapEntries:
-    kind: str  # "sitemapindex" | "urlset" | "" (not a sitemap)
-    locs: list[str] = field(default_factory=list)
-    images: dict[str, list[str]] = field(default_factory=dict)  # page URL -> image:loc URLs
-
-
-def parse_sitemap(body: bytes) -> SitemapEntries:
-    """A sitemap or sitemap index, with image-sitemap entries; entities are never resolved."""
-    import io
-
-    import lxml.etree
-
-    out = SitemapEntries(kind="")
-    try:
-        events = lxml.etree.iterparse(
-            io.BytesIO(body), events=("end",), recover=True, resolve_entities=False,
-            no_network=True, remove_comments=True, huge_tree=False,
-        )
-        for _event, elem in events:
-            name = local_name(elem.tag)
-            if name in {"url", "sitemap"}:
-                sitemap_entry(elem, out)
-                elem.clear()
-            elif name in {"urlset", "sitemapindex"}:
-                out.kind = name
-    except lxml.etree.LxmlError:
-        pass
-    return out
-
-
-def local_name(tag: Any) -> str:
-    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
-
-
-def sitemap_entry(elem: Any, out: SitemapEntries) -> None:
-    loc = None
-    images = []
-    for child in elem.iter():
-        name = local_name(child.tag)
-        text = (child.text or "").strip()
-        if name == "loc" and text:
-            if local_name(child.getparent().tag) == "image":
-                images.append(text)
-            elif loc is None:
-                loc = text
-    if loc:
-        out.locs.append(loc)
-        if images:
-            out.images[loc] = images
-
-
-def robots_sitemaps(text: str) -> list[str]:
-    """The `Sitemap:` lines of a robots.txt."""
-    out = []
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() == "sitemap" and value.strip():
-            out.append(value.strip())
     return out
