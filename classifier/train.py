@@ -194,72 +194,6 @@ class Plan:
         return self.done >= self.epochs
 
 
-def _callbacks(
-    plan: Plan, steps: int, peak_lr: float, schedule: bool, patience: int,
-    progress: TrainProgress | None, state: dict[str, Any], train_set: Arrays, val_set: Arrays,
-) -> list[Any]:
-    import keras
-
-    class Schedule(keras.callbacks.Callback):
-        """Linear warm-up then cosine decay over the planned epochs (one-cycle-like)."""
-
-        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-            total = max(1, plan.epochs * steps)
-            t = state["epoch"] * steps + batch
-            warm = max(1, min(total // 20, 3 * steps))
-            if t < warm:
-                lr = peak_lr * (t + 1) / warm
-            else:
-                frac = min(1.0, (t - warm) / max(1, total - warm))
-                lr = peak_lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
-            self.model.optimizer.learning_rate.assign(lr)
-
-    class Watch(keras.callbacks.Callback):
-        """Keeps the best weights (val accuracy, then val loss), stops early, reports epochs."""
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            state["epoch"] = epoch
-            state["t0"] = time.monotonic()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            logs = logs if logs is not None else {}
-            # Validate with BatchNorm statistics of the current weights (see recalibrate_...).
-            if "refresh" not in state:
-                state["refresh"] = batchnorm_refresher(self.model)
-            pick = np.random.default_rng(epoch).permutation(len(train_set))[:REFRESH_BATCH]
-            state["refresh"](train_set.images[np.sort(pick)].astype(np.float32))
-            probs = predict_arrays(self.model, val_set.images)
-            logs["val_loss"] = M.nll(probs, val_set.labels)
-            logs["val_accuracy"] = float((probs.argmax(1) == val_set.labels).mean())
-            score = (logs.get("val_accuracy", 0.0), -logs.get("val_loss", 0.0))
-            best = state.get("best") is None or score > state["best"]
-            if best:
-                state.update(best=score, best_epoch=epoch + 1, weights=self.model.get_weights())
-            for key, value in logs.items():
-                state["history"].setdefault(key, []).append(float(value))
-            plan.update(epoch + 1)
-            if epoch + 1 - state["best_epoch"] >= patience:
-                state["stop"] = "early stopping (validation stopped improving)"
-                self.model.stop_training = True
-            elif plan.out_of_time and plan.epochs < state["requested"]:
-                state["stop"] = "time budget"
-                self.model.stop_training = True
-            if progress:
-                lr = float(np.asarray(self.model.optimizer.learning_rate))
-                stats = EpochStats(
-                    epoch + 1, plan.epochs, float(logs.get("loss", 0)),
-                    float(logs.get("accuracy", 0)), float(logs.get("val_loss", 0)),
-                    float(logs.get("val_accuracy", 0)), lr, time.monotonic() - state["t0"],
-                    time.monotonic() - plan.started, best,
-                )
-                progress(TrainEvent("epoch", epoch + 1, plan.epochs, stats))
-
-    out: list[Any] = [Watch()]
-    if schedule:
-        out.insert(0, Schedule())
-    return out
-
-
 def compile_model(model: Any, arch: str, lr: float | None) -> tuple[float, bool]:
     """Adam and plain cross-entropy for the seed; AdamW, label smoothing, a schedule otherwise."""
     import keras
@@ -283,18 +217,27 @@ def compile_model(model: Any, arch: str, lr: float | None) -> tuple[float, bool]
     return rate, True
 
 
+def batchnorm_layers(model: Any) -> list[Any]:
+    """Every BatchNormalization layer, nested models included (public Keras API only)."""
+    import keras
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif hasattr(layer, "layers"):
+            found.extend(batchnorm_layers(layer))
+    return found
+
+
 def recalibrate_batchnorm(model: Any, images: np.ndarray, seed: int, limit: int = 2048) -> None:
     """Recompute BatchNorm statistics from training images with the final weights.
 
     The moving averages lag behind weights that change fast, which hurts most when a small
     catalog gives few steps; averaging exact batch statistics fixes that ("precise BN").
     """
-    import keras
 
-    norms = [
-        layer for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
+    norms = batchnorm_layers(model)
     if not norms or len(images) == 0:
         return
     rng = np.random.default_rng(seed)
@@ -318,13 +261,9 @@ def batchnorm_refresher(model: Any) -> Callable[[np.ndarray], None]:
 
     Cheap enough for every epoch; `recalibrate_batchnorm` averages more batches at the end.
     """
-    import keras
     import tensorflow as tf
 
-    norms = [
-        layer for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
+    norms = batchnorm_layers(model)
     saved = [layer.momentum for layer in norms]
 
     @tf.function(reduce_retracing=True)
@@ -403,33 +342,32 @@ def train(
         budget = config.time_budget_min * 60 - (time.monotonic() - started) - RESERVE_S
     plan = Plan(config.epochs, max(1.0, budget) if budget is not None else None)
     steps = math.ceil(len(train_set) / config.batch_size)
-    state: dict[str, Any] = {
-        "epoch": 0, "history": {}, "best": None, "best_epoch": 0,
-        "stop": "all epochs", "requested": config.epochs,
-    }
-    callbacks = _callbacks(
-        plan, steps, peak_lr, schedule, config.patience, progress, state, train_set, val_set
-    )
+    from classifier.callbacks import CosineSchedule, KeepBest, RunState
+
+    run = RunState(requested=config.epochs)
+    callbacks: list[Any] = [KeepBest(plan, config.patience, progress, run, train_set, val_set)]
+    if schedule:
+        callbacks.insert(0, CosineSchedule(plan, steps, peak_lr, run))
     fit_start = time.monotonic()
     try:
         model.fit(stream, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=0)
     except KeyboardInterrupt:
         raise TrainingInterrupted("training interrupted; no model was registered") from None
     train_seconds = time.monotonic() - fit_start
-    if state.get("weights") is not None:
-        model.set_weights(state["weights"])
+    if run.weights is not None:
+        model.set_weights(run.weights)
     recalibrate_batchnorm(model, train_set.images, config.seed)
     if progress:
         progress(TrainEvent("calibrate"))
     val_probs = predict_arrays(model, val_set.images)
     temperature = M.fit_temperature(val_probs, val_set.labels)
-    epochs_run = len(state["history"].get("loss", []))
+    epochs_run = len(run.history.get("loss", []))
     result = TrainResult(
         version="", model_id=0, path=Path(), task=data.task, architecture=config.arch,
         image_size=size, classes=list(data.classes),
         split_sizes={k: len(v) for k, v in arrays.items()},
         dropped=data.dropped, merged=data.merged, skipped=skipped, epochs_run=epochs_run,
-        best_epoch=state["best_epoch"], stop_reason=state["stop"],
+        best_epoch=run.best_epoch, stop_reason=run.stop,
         train_seconds=train_seconds, total_seconds=0.0,
         val_accuracy=float((val_probs.argmax(1) == val_set.labels).mean()),
         temperature=temperature,
@@ -437,7 +375,7 @@ def train(
         val_ece_after=M.ece(M.calibrated(val_probs, temperature), val_set.labels),
         input_ms_per_batch=input_ms,
         step_ms_per_batch=1000 * train_seconds / max(1, epochs_run * steps),
-        curves_png=None, activated=False, history=state["history"],
+        curves_png=None, activated=False, history=run.history,
     )
     if progress:
         progress(TrainEvent("save"))
