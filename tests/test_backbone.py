@@ -194,3 +194,83 @@ def test_a_corrupt_cache_is_rebuilt(top5: object, cache_dir: Path, tmp_path: Pat
     assert W.read_cache(path) is None
     assert _same(W.imagenet_weights(cache_dir=tmp_path), good)
     assert W.read_cache(path) is not None  # rewritten intact
+
+
+# ------------------------------------------------------------------ embeddings and training
+
+
+def test_embedding_store_keeps_float16_by_hash_and_survives_damage(tmp_path: Path) -> None:
+    from classifier.embeddings import EmbeddingStore
+
+    store = EmbeddingStore(tmp_path, "net", 96)
+    vectors = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    store.put(["a", "b", "c"], vectors)
+    again = EmbeddingStore(tmp_path, "net", 96)  # a fresh reader: from the file
+    got, missing = again.get(["c", "a"])
+    assert missing == [] and got is not None
+    np.testing.assert_array_equal(got, vectors[[2, 0]].astype(np.float16).astype(np.float32))
+    assert again.get(["a", "zz"]) == (None, [1])
+    assert EmbeddingStore(tmp_path, "net", 128).get(["a"]) == (None, [0])  # size is in the key
+    store.path.write_bytes(store.path.read_bytes()[:40])  # damaged: an empty store, not a crash
+    assert len(EmbeddingStore(tmp_path, "net", 96)) == 0
+
+
+LITE0_CLASSES = ("Accessories > Watches > Watches", "Footwear > Shoes > Sports Shoes",
+                 "Accessories > Eyewear > Sunglasses")
+
+
+def _photo_catalog(catalog: object, per_class: int = 10) -> None:
+    from fixtures_classifier import add_product
+
+    products = json.loads((STORE / "products.json").read_text())["products"]
+    for category in LITE0_CLASSES:
+        chosen = [p for p in products if p["category"] == category][:per_class]
+        for p in chosen:
+            data = (STORE / "images" / p["images"][0]).read_bytes()
+            add_product(catalog, f"http://photos.test/{p['id']}", data, category)
+
+
+@pytest.mark.slow
+def test_lite0_trains_on_cached_embeddings_and_saves_a_self_contained_model(
+        catalog: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from classifier.train import TrainConfig, train
+
+    monkeypatch.setenv("SLASHCAT_CACHE_DIR", str(tmp_path / "cache"))
+    _photo_catalog(catalog)
+    events: list[tuple[str, int, int]] = []
+
+    def progress(event: object) -> None:
+        events.append((event.stage, event.done, event.total))  # type: ignore[attr-defined]
+
+    config = TrainConfig(arch="lite0", image_size=96, min_per_class=5, epochs=1, batch_size=8)
+    first = train(catalog, config, progress)  # type: ignore[arg-type]
+    assert first.architecture == "lite0" and first.image_size == 96
+    assert first.kept in ("head", "fine-tuned") and first.epochs_run == 1
+    embedded = [e for e in events if e[0] == "embed"]
+    assert embedded[-1][2] == sum(first.split_sizes[s] for s in ("train", "val"))
+
+    # the same images again, with no time left for fine-tuning: nothing is embedded twice
+    events.clear()
+    second = train(catalog, TrainConfig(arch="lite0", image_size=96, min_per_class=5,
+                                        time_budget_min=0.01), progress)  # type: ignore[arg-type]
+    assert [e for e in events if e[0] == "embed"] == [("embed", 0, 0)]
+    assert second.kept == "head" and second.epochs_run == 0
+    assert "no fine-tuning" in second.stop_reason
+
+    # the .keras file loads and predicts where neither slashcat nor the weights package exist
+    blocked = ("classifier", "catalog", W.PACKAGE)
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {blocked!r}:\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import keras, numpy as np\n"
+        f"m = keras.models.load_model({str(first.path)!r}, compile=False)\n"
+        "p = m.predict(np.full((2, 96, 96, 3), 255.0, 'float32'), verbose=0)\n"
+        "print(p.shape, round(float(p.sum()), 3))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert out.stdout.strip() == "(2, 3) 2.0", out.stderr[-2000:]
