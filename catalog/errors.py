@@ -38,6 +38,10 @@ class InvalidInput(SlashcatError):
     """A bad option value, path or file given by the user."""
 
 
+class ModelNotFound(SlashcatError):
+    """No model with the asked-for version, or no active model."""
+
+
 def one_line(exc: BaseException, limit: int = 160) -> str:
     """The first line of an exception's message, cut to `limit`; its type if it has none."""
     lines = str(exc).strip().splitlines()

@@ -37,9 +37,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from catalog.errors import InvalidInput
-from catalog.labels import PRECEDENCE
+from catalog.labels import current_rows, live_labels_query
 from catalog.models import (
-    LABEL_SOURCES,
     Category,
     Image,
     Label,
@@ -49,6 +48,7 @@ from catalog.models import (
     ProductImage,
     Store,
 )
+from catalog.models_registry import active_model
 
 COLUMNS = (
     "store", "external_id", "url", "title", "image_sha256", "image_path", "image_source_url",
@@ -135,16 +135,7 @@ def _images_query(store_id: int | None) -> Any:
 
 
 def _labels_query(store_id: int | None) -> Any:
-    retracted = select(Label.retracts_id).where(Label.retracts_id.is_not(None))
-    query = (
-        select(
-            Label.product_id, Label.source, Category.name, Label.confidence,
-            Label.model_version, Label.created_at,
-        )
-        .join(Category, Category.id == Label.category_id)
-        .where(Label.source.in_(LABEL_SOURCES), Label.id.not_in(retracted))
-        .order_by(Label.product_id, Label.id)
-    )
+    query = live_labels_query(Label.confidence, Label.model_version, Label.created_at)
     if store_id is not None:
         query = query.where(
             Label.product_id.in_(select(Product.id).where(Product.store_id == store_id))
@@ -152,21 +143,8 @@ def _labels_query(store_id: int | None) -> Any:
     return query
 
 
-def _current(rows: Iterable[Any]) -> Iterator[tuple[int, Any]]:
-    """(product_id, its current label row) from labels ordered by product then id.
-
-    The same rule as catalog.labels.current_labels (human > store > model-accepted, the latest
-    within a source), over plain rows because building ORM objects would cost most of the time.
-    """
-    best = None
-    for row in rows:
-        if best is not None and best[0] != row[0]:
-            yield best[0], best
-            best = None
-        if best is None or PRECEDENCE[row[1]] <= PRECEDENCE[best[1]]:
-            best = row
-    if best is not None:
-        yield best[0], best
+def _by_product(rows: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+    return ((row[0], row) for row in rows)
 
 
 def _first(rows: Iterable[Any]) -> Iterator[tuple[int, Any]]:
@@ -203,9 +181,7 @@ def export_rows(session: Session, options: ExportOptions = ExportOptions()) -> I
 
 
 def _rows(session: Session, options: ExportOptions, store_id: int | None) -> Iterator[tuple]:
-    model = session.scalar(
-        select(Model).where(Model.active.is_(True)).order_by(Model.id.desc()).limit(1)
-    )
+    model = active_model(session)
     version = model.version if model is not None else None
     # Core results on the session's connection: the ORM layer would double the cost per row.
     conn = session.connection()
@@ -215,7 +191,7 @@ def _rows(session: Session, options: ExportOptions, store_id: int | None) -> Ite
 
     products = stream(_products_query(store_id, model))
     images = _Follower(_first(stream(_images_query(store_id))))
-    labels = _Follower(_current(stream(_labels_query(store_id))))
+    labels = _Follower(_by_product(current_rows(stream(_labels_query(store_id)))))
     filtered = options.only_reviewed or options.min_confidence is not None
     for row in products:
         pid = row[0]

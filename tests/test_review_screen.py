@@ -248,7 +248,7 @@ def test_batch_accept_from_the_command_line(review_data: ReviewData, cli) -> Non
         (["--below", "-1"], "--below must be between 0 and 1"),
         (["--limit", "0"], "--limit must be at least 1"),
         (["--disagreements", "--below", "0.5"], "--below does not apply"),
-        (["--model", "v9", "--accept-above", "0.9"], "unknown model version 'v9'"),
+        (["--model", "v9", "--accept-above", "0.9"], "no model 'v9'"),
         (["--images", "ascii"], "unknown --images"),
     ],
 )
