@@ -60,7 +60,7 @@ def scan_folder(root: Path) -> list[ImportEntry]:
 
 
 def scan_csv(csv_path: Path) -> list[ImportEntry]:
-    """Rows of `path,category` (a header row is optional); paths relative to the CSV."""
+    """Rows of `path,category` (a header row is optional); absolute paths or relative to the CSV."""
     base = csv_path.parent
     entries = []
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
@@ -75,10 +75,16 @@ def scan_csv(csv_path: Path) -> list[ImportEntry]:
     return entries
 
 
-def read_checked(entry: ImportEntry, root: Path, limits: Limits) -> tuple[bytes, ImageFacts]:
-    """Read and inspect one file; raises ImageRejected with the reason."""
+def read_checked(
+    entry: ImportEntry, root: Path | None, limits: Limits
+) -> tuple[bytes, ImageFacts]:
+    """Read and inspect one file; raises ImageRejected with the reason.
+
+    `root` is the scanned folder, which links must not escape; None for a CSV's rows, whose
+    paths the user wrote and may point anywhere.
+    """
     real = entry.path.resolve()
-    if not real.is_relative_to(root):
+    if root is not None and not real.is_relative_to(root):
         raise ImageRejected("outside-folder", "a link that points outside the folder")
     if not real.is_file():
         raise ImageRejected("missing", "no such file")
@@ -95,7 +101,9 @@ def _store_at(root: Path) -> ImageStore:
     return ImageStore(root)
 
 
-def _check_and_store(args: tuple[ImportEntry, Path, Limits, Path]) -> ImageFacts | ImageRejected:
+def _check_and_store(
+    args: tuple[ImportEntry, Path | None, Limits, Path],
+) -> ImageFacts | ImageRejected:
     """Runs in a worker: read, inspect and write the file to the store (not yet synced)."""
     entry, root, limits, store_root = args
     try:
@@ -109,7 +117,7 @@ def _check_and_store(args: tuple[ImportEntry, Path, Limits, Path]) -> ImageFacts
 
 
 def _checked(
-    entries: list[ImportEntry], root: Path, limits: Limits, store_root: Path, workers: int
+    entries: list[ImportEntry], root: Path | None, limits: Limits, store_root: Path, workers: int
 ) -> Iterator[ImageFacts | ImageRejected]:
     jobs = [(e, root, limits, store_root) for e in entries]
     if workers <= 1 or len(entries) < 64:
@@ -131,7 +139,7 @@ def import_images(
     if not source.exists():
         raise InvalidInput(f"{source} does not exist")
     entries = scan_csv(source) if source.is_file() else scan_folder(source)
-    root = source.parent if source.is_file() else source
+    root = None if source.is_file() else source
     s = catalog.settings
     limits = Limits(s.max_pixels, s.max_image_bytes, s.min_image_side)
     report = ImportReport(store=store_name or source.stem, files=len(entries))
