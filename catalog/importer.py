@@ -140,8 +140,7 @@ def import_images(
         raise InvalidInput(f"{source} does not exist")
     entries = scan_csv(source) if source.is_file() else scan_folder(source)
     root = None if source.is_file() else source
-    s = catalog.settings
-    limits = Limits(s.max_pixels, s.max_image_bytes, s.min_image_side)
+    limits = catalog.settings.image_limits()
     report = ImportReport(store=store_name or source.stem, files=len(entries))
     with catalog.session() as session:
         store = get_or_create_store(session, report.store, source.as_uri())

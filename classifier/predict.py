@@ -70,8 +70,7 @@ class Classifier:
                 f"model {row.version}: its file predicts {units} classes but the catalog lists "
                 f"{len(row.classes)}"
             )
-        s = catalog.settings
-        limits = Limits(s.max_pixels, s.max_image_bytes, s.min_image_side)
+        limits = catalog.settings.image_limits()
         return cls(
             keras_model, row.version, row.id, list(row.classes), row.temperature,
             row.image_size, limits,
