@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 from collections.abc import Callable, Iterator
 
 from rich.progress import (
@@ -15,6 +16,18 @@ from rich.progress import (
 )
 
 from cli.state import AppState
+
+
+class ImageMode(enum.StrEnum):
+    """How the review screen draws pictures (textual-image's renderers); here so that the CLI
+    can offer them as choices without loading textual."""
+
+    auto = "auto"
+    halfcell = "halfcell"
+    sixel = "sixel"
+    tgp = "tgp"
+    unicode = "unicode"
+    none = "none"
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ def test_bad_value_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_a_misspelt_config_key_is_an_error_naming_it(tmp_path: Path) -> None:
     (tmp_path / "slashcat.toml").write_text("[slashcat]\nmax_pixel = 5\n")
-    with pytest.raises(InvalidInput, match="unknown setting 'max_pixel' in .*slashcat.toml"):
+    with pytest.raises(InvalidInput, match=r"unknown setting 'max_pixel' in .*slashcat\.toml"):
         Settings.load(home=tmp_path, env={})
 
 
