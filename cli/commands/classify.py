@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from classifier.config import DEFAULT_TOP_K, TrainConfig
 from cli.render import progress_bar
 from cli.state import AppState, state, user_errors
 
@@ -21,18 +22,22 @@ models_app = typer.Typer(
 
 LEVEL = typer.Option(None, "--level", help="Cut category paths to this many parts (2: "
                      "'Apparel > Topwear > Tshirts' -> 'Apparel > Topwear') \\[default: whole].")
-MIN_PER_CLASS = typer.Option(20, "--min-per-class", help="Leave out classes with fewer images.")
+# Defaults come from TrainConfig, the library's one home for them.
+MIN_PER_CLASS = typer.Option(TrainConfig.min_per_class, "--min-per-class",
+                             help="Leave out classes with fewer images.")
 OTHER = typer.Option(False, "--other", help="Merge the rare classes into 'Other' instead.")
-ARCH = typer.Option("compact", "--arch", help="compact (default), seed (the original CNN), "
+ARCH = typer.Option(TrainConfig.arch, "--arch", help="compact, seed (the original CNN), "
                     "efficientnetb0 or mobilenetv3small (these need --weights).")
-IMAGE_SIZE = typer.Option(64, "--image-size", help="Side of the square training images, px.")
-EPOCHS = typer.Option(40, "--epochs", help="Most epochs to run.")
+IMAGE_SIZE = typer.Option(TrainConfig.image_size, "--image-size",
+                          help="Side of the square training images, px.")
+EPOCHS = typer.Option(TrainConfig.epochs, "--epochs", help="Most epochs to run.")
 BUDGET = typer.Option(None, "--time-budget", help="Stop training in time to finish within "
                       "this many minutes.")
-SEED = typer.Option(0, "--seed", help="Random seed (same seed, same split and model).")
+SEED = typer.Option(TrainConfig.seed, "--seed",
+                    help="Random seed (same seed, same split and model).")
 WEIGHTS = typer.Option(None, "--weights", help="Local weights file of a keras.applications "
                        "backbone (nothing is downloaded).")
-BATCH = typer.Option(32, "--batch-size", help="Images per training step.")
+BATCH = typer.Option(TrainConfig.batch_size, "--batch-size", help="Images per training step.")
 
 
 @contextlib.contextmanager
@@ -124,7 +129,6 @@ def train(
 
     Example: slashcat train --level 2 --time-budget 10
     """
-    from classifier.train import TrainConfig
     from classifier.train import train as run
 
     st = state(ctx)
@@ -183,7 +187,7 @@ def predict(
     unlabelled: bool = typer.Option(False, "--unlabelled", help="Products without a label "
                                     "(the default)."),
     model: str = typer.Option(None, "--model", help="Model version \\[default: active]."),
-    top_k: int = typer.Option(3, "--top-k", help="Categories kept per prediction."),
+    top_k: int = typer.Option(DEFAULT_TOP_K, "--top-k", help="Categories kept per prediction."),
 ) -> None:
     """Predict categories for the catalog's products and store them with the model version.
 
@@ -214,7 +218,7 @@ def predict(
 def classify(
     ctx: typer.Context,
     images: list[Path] = typer.Argument(..., help="Image files to classify."),
-    top_k: int = typer.Option(3, "--top-k", help="Categories per image."),
+    top_k: int = typer.Option(DEFAULT_TOP_K, "--top-k", help="Categories per image."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     model: str = typer.Option(None, "--model", help="Model version \\[default: active]."),
 ) -> None:
@@ -276,7 +280,6 @@ def retrain(
     from classifier.registry import active_model
     from classifier.retrain import config_from_metrics
     from classifier.retrain import retrain as run
-    from classifier.train import TrainConfig
 
     st = state(ctx)
     cat = st.catalog()
