@@ -143,23 +143,20 @@ def _labels_query(store_id: int | None) -> Any:
     return query
 
 
-def _by_product(rows: Iterable[Any]) -> Iterator[tuple[int, Any]]:
-    return ((row[0], row) for row in rows)
-
-
-def _first(rows: Iterable[Any]) -> Iterator[tuple[int, Any]]:
-    """(product_id, its first row) from rows ordered by product."""
+def _first(rows: Iterable[Any]) -> Iterator[Any]:
+    """Each product's first row from rows ordered by product."""
     last = None
     for row in rows:
         if row[0] != last:
             last = row[0]
-            yield last, row
+            yield row
 
 
 class _Follower:
-    """Walks a (product_id, row) stream in step with the products, both in id order."""
+    """Walks a stream of rows that start with a product id in step with the products, both in
+    id order."""
 
-    def __init__(self, stream: Iterator[tuple[int, Any]]) -> None:
+    def __init__(self, stream: Iterator[Any]) -> None:
         self.stream = stream
         self.head = next(stream, None)
 
@@ -167,7 +164,7 @@ class _Follower:
         while self.head is not None and self.head[0] < product_id:
             self.head = next(self.stream, None)
         if self.head is not None and self.head[0] == product_id:
-            return self.head[1]
+            return self.head
         return None
 
 
@@ -191,7 +188,7 @@ def _rows(session: Session, options: ExportOptions, store_id: int | None) -> Ite
 
     products = stream(_products_query(store_id, model))
     images = _Follower(_first(stream(_images_query(store_id))))
-    labels = _Follower(_by_product(current_rows(stream(_labels_query(store_id)))))
+    labels = _Follower(current_rows(stream(_labels_query(store_id))))
     filtered = options.only_reviewed or options.min_confidence is not None
     for row in products:
         pid = row[0]
