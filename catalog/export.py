@@ -253,6 +253,20 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _csv_writer(out: TextIO, raw: bool) -> Callable[[tuple], Any]:
+    writer = csv.writer(out)  # RFC 4180: minimal quoting, "" for quotes, CRLF
+    writer.writerow(COLUMNS)
+    return lambda row: writer.writerow(_csv_row(row, raw))
+
+
+def _jsonl_writer(out: TextIO) -> Callable[[tuple], Any]:
+    def write(row: tuple) -> None:
+        record = dict(zip(COLUMNS, map(_json_value, row), strict=True))
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    return write
+
+
 def write_export(
     session: Session,
     out: TextIO,
@@ -260,24 +274,14 @@ def write_export(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write the export to a text stream (opened with newline=''); returns the rows written."""
-    rows = export_rows(session, options)
+    rows = export_rows(session, options)  # checks the options before the header is written
+    write = _csv_writer(out, options.raw) if options.format == "csv" else _jsonl_writer(out)
     count = 0
-    if options.format == "csv":
-        writer = csv.writer(out)  # RFC 4180: minimal quoting, "" for quotes, CRLF
-        writer.writerow(COLUMNS)
-        raw = options.raw
-        for row in rows:
-            writer.writerow(_csv_row(row, raw))
-            count += 1
-            if progress is not None and count % CHUNK == 0:
-                progress(count)
-    else:
-        for row in rows:
-            record = dict(zip(COLUMNS, map(_json_value, row), strict=True))
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
-            if progress is not None and count % CHUNK == 0:
-                progress(count)
+    for row in rows:
+        write(row)
+        count += 1
+        if progress is not None and count % CHUNK == 0:
+            progress(count)
     if progress is not None:
         progress(count)
     return count

@@ -30,21 +30,21 @@ class ImageMode(enum.StrEnum):
     none = "none"
 
 
+def bar_progress(st: AppState) -> Progress:
+    """The CLI's one look of a progress bar, on standard error."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=st.err,
+    )
+
+
 @contextlib.contextmanager
 def progress_bar(st: AppState, label: str) -> Iterator[Callable[[int, int], None]]:
     """Yield an update(done, total) callback that draws one rich progress bar."""
     if st.settings.quiet:
         yield lambda done, total: None
         return
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=st.err,
-        transient=False,
-    ) as progress:
+    with bar_progress(st) as progress:
         task = progress.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:

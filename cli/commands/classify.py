@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from classifier.config import DEFAULT_TOP_K, TrainConfig
-from cli.render import progress_bar
+from cli.render import bar_progress, progress_bar
 from cli.state import AppState, state, user_errors
 
 models_app = typer.Typer(
@@ -46,19 +46,7 @@ def train_progress(st: AppState) -> Iterator[Callable[[Any], None]]:
     if st.settings.quiet:
         yield lambda event: None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=st.err,
-    ) as bar:
+    with bar_progress(st) as bar:
         tasks: dict[str, Any] = {}
 
         def update(event: Any) -> None:
