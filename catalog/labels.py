@@ -60,17 +60,12 @@ def retract(session: Session, label: Label, author: str | None = None) -> Label:
     return add_label(session, label.product_id, None, label.source, author, retracts_id=label.id)
 
 
-def retracted_ids() -> Select[Any]:
-    """Ids of labels that a later retraction undid."""
-    return select(Label.retracts_id).where(Label.retracts_id.is_not(None))
-
-
 def is_live(sources: Iterable[str] = LABEL_SOURCES) -> ColumnElement[bool]:
     """A label from one of these sources that names a category and was not undone."""
+    retracted = select(Label.retracts_id).where(Label.retracts_id.is_not(None))
     return and_(
-        Label.source.in_(list(sources)),
-        Label.category_id.is_not(None),
-        Label.id.not_in(retracted_ids()),
+        Label.source.in_(list(sources)), Label.category_id.is_not(None),
+        Label.id.not_in(retracted),
     )
 
 

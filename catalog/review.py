@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, aliased
 from catalog.categories import SEPARATOR, get_category
 from catalog.db import Catalog
 from catalog.errors import InvalidInput
-from catalog.labels import add_label, is_live, outranking, retract, retracted_ids
+from catalog.labels import add_label, is_live, outranking, retract
 from catalog.models import Category, Image, Label, Model, Prediction, Product, utcnow
 from catalog.models_registry import get_model
 
@@ -244,9 +244,8 @@ def accept_above(
     model = get_model(session, model_version)
     already = exists().where(
         Label.product_id == Prediction.product_id,
-        Label.source == "model-accepted",
         Label.category_id == Prediction.category_id,
-        Label.id.not_in(retracted_ids()),
+        is_live(["model-accepted"]),
     )
     query = (
         select(Prediction.product_id, Prediction.category_id, Prediction.confidence, Category.name)

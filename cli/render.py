@@ -17,17 +17,9 @@ from rich.progress import (
 
 from cli.state import AppState
 
-
-class ImageMode(enum.StrEnum):
-    """How the review screen draws pictures (textual-image's renderers); here so that the CLI
-    can offer them as choices without loading textual."""
-
-    auto = "auto"
-    halfcell = "halfcell"
-    sixel = "sixel"
-    tgp = "tgp"
-    unicode = "unicode"
-    none = "none"
+# How the review screen draws pictures (textual-image's renderers); here so that the CLI can
+# offer them as choices without loading textual.
+ImageMode = enum.StrEnum("ImageMode", ["auto", "halfcell", "sixel", "tgp", "unicode", "none"])
 
 
 def bar_progress(st: AppState) -> Progress:

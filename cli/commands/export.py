@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -62,11 +61,7 @@ def export(
             update(done, None)  # type: ignore[arg-type]  # total unknown: a spinner-like bar
 
         if file == "-":
-            try:
-                count = _write_stdout(session, options, tick)
-            except BrokenPipeError:
-                _silence_stdout()
-                raise typer.Exit(0) from None  # `| head` closed the pipe: normal for a CLI
+            count = _write_stdout(session, options, tick)
         else:
             count = export_to_path(session, Path(file), options, tick)
     where = "standard output" if file == "-" else file
@@ -84,13 +79,6 @@ def _write_stdout(session: Session, options: ExportOptions, tick: Callable[[int]
         with contextlib.suppress(BrokenPipeError):
             out.detach()  # leave sys.stdout open for the interpreter
     return count
-
-
-def _silence_stdout() -> None:
-    """Point standard output at /dev/null, so the interpreter's last flush cannot fail again."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
 
 
 def register(app: typer.Typer) -> None:
