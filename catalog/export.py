@@ -36,7 +36,7 @@ from typing import Any, TextIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from catalog.errors import InvalidInput
+from catalog.errors import InvalidInput, check_fraction
 from catalog.labels import current_rows, live_labels_query
 from catalog.models import (
     Category,
@@ -55,7 +55,6 @@ COLUMNS = (
     "category", "source", "confidence", "model_version", "reviewed_at",
 )
 FORMATS = ("csv", "jsonl")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_CHARS = frozenset("=+-@\t\r")
 REVIEWED = ("human", "model-accepted")
 CHUNK = 5000
@@ -74,9 +73,7 @@ def validate(session: Session, options: ExportOptions) -> int | None:
     """Check the options; returns the store id to filter on, if any."""
     if options.format not in FORMATS:
         raise InvalidInput(f"unknown format {options.format!r}; use csv or jsonl")
-    mc = options.min_confidence
-    if mc is not None and not 0.0 <= mc <= 1.0:
-        raise InvalidInput(f"--min-confidence must be between 0 and 1, got {mc}")
+    check_fraction("--min-confidence", options.min_confidence)
     if options.store is None:
         return None
     store_id = session.scalar(select(Store.id).where(Store.name == options.store))
@@ -228,7 +225,7 @@ def _keep(out: tuple, options: ExportOptions) -> bool:
 
 def neutralise(text: str) -> str:
     """Make a cell a spreadsheet shows as text rather than evaluates as a formula."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if text and text[0] in FORMULA_CHARS else text
 
 
 def _csv_row(row: tuple, raw: bool) -> list[Any]:

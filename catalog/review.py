@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, aliased
 
 from catalog.categories import SEPARATOR, get_category
 from catalog.db import Catalog
-from catalog.errors import InvalidInput
+from catalog.errors import InvalidInput, check_fraction
 from catalog.labels import add_label, is_live, outranking, retract
 from catalog.models import Category, Image, Label, Model, Prediction, Product, utcnow
 from catalog.models_registry import get_model
@@ -99,11 +99,6 @@ class BatchResult:
     @property
     def total(self) -> int:
         return sum(self.per_category.values())
-
-
-def check_fraction(name: str, value: float | None) -> None:
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise InvalidInput(f"{name} must be between 0 and 1, got {value}")
 
 
 def _live_product_ids(*sources: str) -> Select[Any]:
