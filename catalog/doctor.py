@@ -1,15 +1,26 @@
-"""Consistency checks between the catalog rows and the image files, with repairs."""
+"""Consistency checks between the catalog rows and the files of the home folder, with repairs.
+
+`check(repair=True)` never races a writer: it takes the home's writers lock exclusively when it
+can (no import, crawl or train runs, and none starts until the repair ends). When writers run,
+files younger than the oldest running job (and than a grace period) are in flight: reported,
+never deleted, since their rows may not be committed yet.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text, update
 
 from catalog.db import Catalog, current_revision, head_revision
-from catalog.models import Image
+from catalog.locks import alone
+from catalog.models import CrawlRun, Image, Model, Prediction, utcnow
 from catalog.store import TEMP_PREFIX
+
+GRACE_S = 600.0  # a writer with no run row (train) has its files this long before they count
 
 
 @dataclass
@@ -21,20 +32,62 @@ class DoctorReport:
     orphan_files: list[Path] = field(default_factory=list)  # file, no row
     missing_files: list[str] = field(default_factory=list)  # row, no file (sha256)
     temp_files: list[Path] = field(default_factory=list)
+    in_flight: list[Path] = field(default_factory=list)  # a running writer's, left alone
+    writers_running: bool = False
+    dead_runs: list[int] = field(default_factory=list)  # "running" rows of killed runs
+    missing_models: list[str] = field(default_factory=list)  # versions whose file is gone
+    orphan_models: list[Path] = field(default_factory=list)  # .keras files without a row
     repaired: bool = False
 
     @property
     def problems(self) -> int:
         bad_integrity = self.integrity != "ok"
         files = len(self.orphan_files) + len(self.missing_files) + len(self.temp_files)
-        return files + bad_integrity
+        models = len(self.missing_models) + len(self.orphan_models)
+        return files + models + len(self.dead_runs) + bad_integrity
+
+
+def integrity_check(catalog: Catalog) -> str:
+    """SQLite's own check of every page and index: "ok" or its first complaints."""
+    if catalog.engine.dialect.name != "sqlite":
+        return "ok"
+    with catalog.engine.connect() as conn:
+        rows = [str(r) for (r,) in conn.execute(text("PRAGMA integrity_check(20)"))]
+    return "ok" if rows == ["ok"] else "; ".join(rows)
 
 
 def check(catalog: Catalog, repair: bool = False) -> DoctorReport:
     report = DoctorReport(current_revision(catalog.engine), head_revision())
-    if catalog.engine.dialect.name == "sqlite":
-        with catalog.engine.connect() as conn:
-            report.integrity = str(conn.execute(text("PRAGMA quick_check")).scalar())
+    report.integrity = integrity_check(catalog)
+    with alone(catalog.settings.home) as no_writers:
+        report.writers_running = not no_writers
+        cutoff = _in_flight_cutoff(catalog, no_writers)
+        _check_images(catalog, report, cutoff)
+        _check_models(catalog, report, cutoff)
+        if no_writers:
+            with catalog.session() as session:
+                running = select(CrawlRun.id).where(CrawlRun.status == "running")
+                report.dead_runs = list(session.scalars(running.order_by(CrawlRun.id)))
+        if repair:
+            _repair(catalog, report)
+    return report
+
+
+def _in_flight_cutoff(catalog: Catalog, no_writers: bool) -> float:
+    """Files modified at or after this time (epoch seconds) may belong to a running writer."""
+    if no_writers:
+        return float("inf")
+    with catalog.session() as session:
+        oldest = session.scalar(
+            select(func.min(CrawlRun.started_at)).where(CrawlRun.status == "running")
+        )
+    cutoff = time.time() - GRACE_S
+    if oldest is not None:
+        cutoff = min(cutoff, oldest.replace(tzinfo=UTC).timestamp())
+    return cutoff - 2.0  # file times and the clock of the row may differ by a little
+
+
+def _check_images(catalog: Catalog, report: DoctorReport, cutoff: float) -> None:
     with catalog.session() as session:
         rows = session.execute(select(Image.sha256, Image.path).where(Image.path.is_not(None)))
         known = {path: sha for sha, path in rows}
@@ -43,27 +96,69 @@ def check(catalog: Catalog, repair: bool = False) -> DoctorReport:
     home = catalog.settings.home
     for f in catalog.store.files():
         rel = f.relative_to(home).as_posix()
-        if f.name.startswith(TEMP_PREFIX):
-            report.temp_files.append(f)
-        elif rel not in known:
-            report.orphan_files.append(f)
-        else:
+        if rel in known:
             on_disk.add(rel)
+        elif _younger(f, cutoff):
+            report.in_flight.append(f)
+        elif f.name.startswith(TEMP_PREFIX):
+            report.temp_files.append(f)
+        else:
+            report.orphan_files.append(f)
     report.missing_files = sorted(sha for path, sha in known.items() if path not in on_disk)
-    if repair:
-        _repair(catalog, report)
-    return report
+
+
+def _check_models(catalog: Catalog, report: DoctorReport, cutoff: float) -> None:
+    home = catalog.settings.home
+    with catalog.session() as session:
+        rows = {path: v for path, v in session.execute(select(Model.path, Model.version))}
+    report.missing_models = sorted(
+        v for path, v in rows.items() if path and not (home / path).is_file()
+    )
+    models_dir = catalog.settings.models_dir
+    if not models_dir.is_dir():
+        return
+    for f in sorted(models_dir.glob("*.keras")) + sorted(models_dir.glob(".*.keras")):
+        rel = f.relative_to(home).as_posix()
+        if rel in rows:
+            continue
+        if _younger(f, cutoff):
+            report.in_flight.append(f)
+        elif f.name.startswith(TEMP_PREFIX):
+            report.temp_files.append(f)
+        else:
+            report.orphan_models.append(f)
+
+
+def _younger(f: Path, cutoff: float) -> bool:
+    try:
+        return f.stat().st_mtime >= cutoff
+    except FileNotFoundError:  # renamed or removed by its writer meanwhile
+        return True
 
 
 def _repair(catalog: Catalog, report: DoctorReport) -> None:
-    """Orphan and temp files go; rows whose file is gone are marked rejected, keeping history."""
-    for f in report.orphan_files + report.temp_files:
+    """Orphan and temp files go; rows whose file is gone are marked rejected, keeping history;
+    models whose file is gone are deactivated (and dropped when no prediction names them);
+    runs left "running" by a killed process become "interrupted"."""
+    for f in report.orphan_files + report.temp_files + report.orphan_models:
         f.unlink(missing_ok=True)
-    if report.missing_files:
-        with catalog.session() as session:
+    with catalog.session() as session:
+        if report.missing_files:
             for image in session.scalars(
                 select(Image).where(Image.sha256.in_(report.missing_files))
             ):
                 image.path = None
                 image.rejected_reason = "missing-file: the stored file was lost"
+        for model in session.scalars(select(Model).where(Model.version.in_(report.missing_models))):
+            used = session.scalar(select(func.count()).where(Prediction.model_id == model.id))
+            if used:
+                model.active = False
+                model.path = ""  # kept for its predictions; no file is expected any more
+            else:
+                session.delete(model)
+        if report.dead_runs:
+            session.execute(
+                update(CrawlRun).where(CrawlRun.id.in_(report.dead_runs))
+                .values(status="interrupted", finished_at=utcnow())
+            )
     report.repaired = True

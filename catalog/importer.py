@@ -17,6 +17,7 @@ from catalog.db import Catalog
 from catalog.errors import ImageRejected, InvalidInput
 from catalog.images import ImageFacts, Limits, inspect_image
 from catalog.ingest import BatchItem, get_or_create_store, ingest_batch
+from catalog.locks import writing
 from catalog.models import CrawlRun, utcnow
 from catalog.store import ImageStore
 
@@ -135,6 +136,12 @@ def import_images(
     progress: Progress | None = None,
 ) -> ImportReport:
     """Import a folder or CSV. Idempotent: a second run adds nothing."""
+    with writing(catalog.settings.home):
+        return _import(catalog, source, store_name, workers, progress)
+
+
+def _import(catalog: Catalog, source: Path, store_name: str | None, workers: int | None,
+            progress: Progress | None) -> ImportReport:
     source = source.resolve()
     if not source.exists():
         raise InvalidInput(f"{source} does not exist")

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from catalog.db import Catalog, open_catalog
 from catalog.errors import InvalidInput
 from catalog.images import Limits
+from catalog.locks import writing
 from catalog.settings import Settings
 from scraper.errors import BadStartUrl, CrawlFailed
 from scraper.net import AddressPolicy, set_active_policy
@@ -141,7 +142,7 @@ def _crawl(catalog: Catalog, url: str, store_name: str | None, resume: bool,
     name = store_name or urlsplit(url).netloc
     run_settings = {"start_url": url, "max_products": opts.max_products, "resume": resume,
                     "allow_domains": list(opts.allow_domains)}
-    with _crawl_lock:
+    with _crawl_lock, writing(s.home):
         store_id, run_id = start_run(catalog, name, url, run_settings)
         report = CrawlReport(store=name, start_url=url, run_id=run_id)
         limits = s.image_limits()

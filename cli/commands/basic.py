@@ -70,7 +70,9 @@ def doctor(
     """Check that catalog rows and image files agree; with --fix, repair them.
 
     Orphan files (no row) and left-over temp files are deleted; rows whose file is gone are
-    marked rejected. Example: slashcat doctor --fix
+    marked rejected; models whose file is gone are deactivated; runs a kill left 'running' are
+    marked interrupted. Safe while an import or crawl runs: its files are left alone.
+    Example: slashcat doctor --fix
     """
     from catalog.doctor import check
 
@@ -83,10 +85,16 @@ def doctor(
         ("orphan files (no catalog row)", report.orphan_files),
         ("rows whose file is missing", report.missing_files),
         ("left-over temp files", report.temp_files),
+        ("models whose file is missing", report.missing_models),
+        ("model files without a catalog row", report.orphan_models),
+        ("runs left 'running' by a killed process", report.dead_runs),
     ]:
         st.console.print(f"{label}: {len(items)}")
         for item in items[:10]:
             st.console.print(f"  {item}", highlight=False)
+    if report.writers_running:
+        st.console.print(f"an import, crawl or train is running: {len(report.in_flight)} of its "
+                         "files are in flight and left alone")
     if report.problems and not fix:
         st.console.print("[yellow]Run 'slashcat doctor --fix' to repair.[/]")
         raise typer.Exit(1)

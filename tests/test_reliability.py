@@ -1,0 +1,88 @@
+"""Nothing lost, nothing misleading (issue 18): kills, concurrent runs, broken catalogs.
+
+Every test here runs the real `slashcat` console script in child processes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import jpeg_bytes
+
+SLASHCAT = Path(sys.executable).parent / "slashcat"
+ENV = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+def slashcat(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SLASHCAT), "--home", str(home), *args], capture_output=True,
+                          text=True, timeout=timeout, env=ENV)
+
+
+def start(home: Path, *args: str) -> subprocess.Popen[str]:
+    """A slashcat command in the background, in its own session (so it can be killed alone)."""
+    return subprocess.Popen([str(SLASHCAT), "--home", str(home), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=ENV, start_new_session=True)
+
+
+def output(done: subprocess.CompletedProcess[str]) -> str:
+    return done.stdout + done.stderr
+
+
+def assert_no_traceback(text: str) -> None:
+    assert "Traceback" not in text, text
+
+
+def make_folder(root: Path, n: int, categories: tuple[str, ...] = ("Shoes", "Bags"),
+                size: tuple[int, int] = (64, 64)) -> Path:
+    for i in range(n):
+        folder = root / categories[i % len(categories)]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"img{i:05d}.jpg").write_bytes(jpeg_bytes(size, seed=i))
+    return root
+
+
+def image_files(home: Path) -> set[str]:
+    images = home / "images"
+    if not images.exists():
+        return set()
+    return {p.relative_to(home).as_posix() for p in images.rglob("*") if p.is_file()}
+
+
+def image_rows(home: Path) -> list[str]:
+    with sqlite3.connect(home / "catalog.db") as db:
+        return [p for (p,) in db.execute("SELECT path FROM images WHERE path IS NOT NULL")]
+
+
+def wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+# --------------------------------------------------------------------------- 1. doctor vs import
+
+
+@pytest.mark.slow
+def test_doctor_fix_during_import_deletes_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    photos = make_folder(tmp_path / "photos", 1200, size=(96, 96))
+    assert slashcat(home, "init").returncode == 0
+    importing = start(home, "import", str(photos), "--workers", "2")
+    wait_for(lambda: len(image_files(home)) > 20)
+    fixed = slashcat(home, "doctor", "--fix")
+    assert_no_traceback(output(fixed))
+    assert "in flight and left alone" in output(fixed)  # it did run alongside the import
+    assert importing.wait(240) == 0, importing.stdout.read() if importing.stdout else ""
+    after = slashcat(home, "doctor")
+    assert after.returncode == 0, output(after)
+    rows = image_rows(home)
+    assert len(rows) == 1200
+    assert set(rows) == image_files(home)
