@@ -43,6 +43,7 @@ class CrawlReport:
     error_messages: list[str] = field(default_factory=list)
     blocked_urls: list[str] = field(default_factory=list)
     start_error: str | None = None  # why the start URL itself could not be fetched
+    notice: str | None = None  # e.g. why --resume could not continue and what ran instead
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property

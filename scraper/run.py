@@ -10,6 +10,7 @@ functions, so `slashcat --help` stays fast.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
@@ -148,8 +149,12 @@ def _crawl(catalog: Catalog, url: str, store_name: str | None, resume: bool,
         limits = s.image_limits()
         ctx = CrawlContext(catalog, store_id, report, limits, opts, progress)
         jobdir = job_dir(s, name)
-        if not resume and jobdir.exists():
+        if resume:
+            report.notice = resume_notice(jobdir, name)
+        if (not resume or report.notice) and jobdir.exists():
             shutil.rmtree(jobdir)
+        jobdir.mkdir(parents=True, exist_ok=True)
+        (jobdir / RUNNING_MARK).write_text(str(os.getpid()))
         status = "failed"
         try:
             status = _run_spider(ctx, url, scrapy_settings(s, url, opts, jobdir))
@@ -160,6 +165,8 @@ def _crawl(catalog: Catalog, url: str, store_name: str | None, resume: bool,
             status = "interrupted"  # the JOBDIR stays, so --resume can continue
             raise
         finally:
+            # Scrapy saved its queue: a resume can trust the JOBDIR (not so after a SIGKILL).
+            (jobdir / RUNNING_MARK).unlink(missing_ok=True)
             report.elapsed_s = time.monotonic() - report.started
             report.status = status
             finish_run(catalog, run_id, report, status)
@@ -168,6 +175,24 @@ def _crawl(catalog: Catalog, url: str, store_name: str | None, resume: bool,
             shutil.rmtree(jobdir, ignore_errors=True)
         ctx.notify(force=True)
         return report
+
+
+RUNNING_MARK = "slashcat-running"  # present while a crawl runs; left behind by a kill
+
+
+def resume_notice(jobdir: Path, store_name: str) -> str | None:
+    """Why this job folder cannot be resumed (then the crawl runs incrementally), or None.
+
+    Scrapy writes its queue's state only when it stops cleanly: after a SIGKILL the folder
+    remembers every request as seen but holds no queue, so resuming it would crawl nothing."""
+    if (jobdir / RUNNING_MARK).exists():
+        why = "the last crawl was killed before it could save its queue"
+    elif not (jobdir / "requests.seen").exists():
+        why = "there is no interrupted crawl to continue"
+    else:
+        return None
+    return (f"cannot resume {store_name}: {why}; crawling it again incrementally instead "
+            "(stored products and images are not fetched twice)")
 
 
 def job_dir(settings: Settings, store_name: str) -> Path:

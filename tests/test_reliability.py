@@ -6,11 +6,13 @@ Every test here runs the real `slashcat` console script in child processes.
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +88,36 @@ def test_doctor_fix_during_import_deletes_nothing(tmp_path: Path) -> None:
     rows = image_rows(home)
     assert len(rows) == 1200
     assert set(rows) == image_files(home)
+
+
+def count(home: Path, table: str) -> int:
+    try:
+        with sqlite3.connect(home / "catalog.db", timeout=30) as db:
+            return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def kill_group(proc: subprocess.Popen[str]) -> str:
+    """SIGKILL the command and everything it started; returns what it printed."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    return out or ""
+
+
+# --------------------------------------------------------------------------- 2. resume after -9
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_finishes_the_crawl(tmp_path: Path, storefront: Any) -> None:
+    home = tmp_path / "home"
+    crawling = start(home, "crawl", storefront.url, "--store-name", "demo")
+    wait_for(lambda: count(home, "products") >= 30, timeout=120)
+    kill_group(crawling)
+    assert count(home, "products") < len(storefront.facts().products)
+    resumed = slashcat(home, "crawl", storefront.url, "--store-name", "demo", "--resume")
+    text = output(resumed)
+    assert resumed.returncode == 0, text
+    assert_no_traceback(text)
+    assert "cannot resume" in text  # said plainly, not a silent "finished" with nothing done
+    assert count(home, "products") == len(storefront.facts().products)

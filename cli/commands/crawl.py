@@ -82,6 +82,8 @@ def crawl(
         report = run_crawl(cat, url, max_products=max_products, store_name=store_name,
                            resume=resume, allow_domains=tuple(allow_domain or ()),
                            progress=progress)
+    if report.notice:
+        st.console.print(f"[yellow]{report.notice}[/]", highlight=False)
     st.console.print(counters_table(report, f"Crawled {report.store}: {report.status} "
                                             f"in {report.elapsed_s:,.1f} s"))
     summary = (f"products new {report.products_new:,}, updated {report.products_updated:,}; "
