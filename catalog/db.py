@@ -9,10 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
-from catalog.errors import CatalogError, CatalogLocked, CatalogNotFound, CatalogTooNew
+from catalog.errors import (
+    CatalogDamaged,
+    CatalogError,
+    CatalogLocked,
+    CatalogNotFound,
+    CatalogTooNew,
+)
 from catalog.settings import Settings
 from catalog.store import ImageStore
 
@@ -117,15 +123,29 @@ class Catalog:
         self.close()
 
 
+def is_damaged_error(exc: BaseException) -> bool:
+    """SQLite's CORRUPT or NOTADB: a truncated, overwritten or foreign file."""
+    code = getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def damaged(exc: BaseException, name: str = "catalog.db") -> CatalogDamaged:
+    reason = getattr(exc, "orig", exc)
+    return CatalogDamaged(f"{name} is damaged: {reason}; restore a backup or run "
+                          "`slashcat doctor`")
+
+
 @contextlib.contextmanager
 def translate_db_errors() -> Iterator[None]:
     try:
         yield
-    except OperationalError as exc:
+    except DatabaseError as exc:  # OperationalError (a lock) is one too
         if is_locked_error(exc):
             raise CatalogLocked(
                 "the catalog is locked by another process; try again when it has finished"
             ) from exc
+        if is_damaged_error(exc):
+            raise damaged(exc) from exc
         raise CatalogError(f"database error: {exc.orig}") from exc
 
 

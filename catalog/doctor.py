@@ -8,16 +8,19 @@ never deleted, since their rows may not be committed yet.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, make_url, select, text, update
 
 from catalog.db import Catalog, current_revision, head_revision
 from catalog.locks import alone
 from catalog.models import CrawlRun, Image, Model, Prediction, utcnow
+from catalog.settings import Settings
 from catalog.store import TEMP_PREFIX
 
 GRACE_S = 600.0  # a writer with no run row (train) has its files this long before they count
@@ -53,6 +56,21 @@ def integrity_check(catalog: Catalog) -> str:
         return "ok"
     with catalog.engine.connect() as conn:
         rows = [str(r) for (r,) in conn.execute(text("PRAGMA integrity_check(20)"))]
+    return "ok" if rows == ["ok"] else "; ".join(rows)
+
+
+def file_integrity(settings: Settings) -> str:
+    """SQLite's integrity check of a catalog file that may not even open through the engine."""
+    url = make_url(settings.db_url)
+    if not url.drivername.startswith("sqlite") or not url.database:
+        return "not checked (not a SQLite file)"
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{url.database}?mode=ro", uri=True, timeout=10)
+        ) as db:
+            rows = [str(r) for (r,) in db.execute("PRAGMA integrity_check(20)")]
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
     return "ok" if rows == ["ok"] else "; ".join(rows)
 
 

@@ -21,6 +21,10 @@ class CatalogLocked(CatalogError):
     pass
 
 
+class CatalogDamaged(CatalogError):
+    """The database file is corrupt or not a database at all."""
+
+
 class ImageRejected(SlashcatError):
     """Bytes that are not a usable image. `reason` is a short stable code."""
 

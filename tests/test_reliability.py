@@ -121,3 +121,46 @@ def test_resume_after_sigkill_finishes_the_crawl(tmp_path: Path, storefront: Any
     assert_no_traceback(text)
     assert "cannot resume" in text  # said plainly, not a silent "finished" with nothing done
     assert count(home, "products") == len(storefront.facts().products)
+
+
+# --------------------------------------------------------------------------- 3. damaged catalog
+
+
+def _truncate(db: Path) -> None:
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 3])
+
+
+def _not_sqlite(db: Path) -> None:
+    db.write_bytes(b"these are the notes of a catalog team, not a database\n" * 200)
+
+
+def _noise_in_the_middle(db: Path) -> None:
+    import random
+
+    data = bytearray(db.read_bytes())
+    rng = random.Random(18)
+    for page in range(2, len(data) // 4096):  # every page but the first (the schema's)
+        at = page * 4096 + 8
+        data[at : at + 512] = rng.randbytes(512)
+    db.write_bytes(bytes(data))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", [_truncate, _not_sqlite, _noise_in_the_middle])
+def test_damaged_catalog_is_one_line_and_doctor_reports_it(tmp_path: Path, damage: Any) -> None:
+    home = tmp_path / "home"
+    photos = make_folder(tmp_path / "photos", 300)
+    assert slashcat(home, "import", str(photos)).returncode == 0
+    damage(home / "catalog.db")
+    for command in (["stats"], ["init"], ["import", str(photos)], ["categories", "list"]):
+        done = slashcat(home, *command)
+        lines = output(done).strip().splitlines()
+        assert done.returncode == 1, (command, lines)
+        assert len(lines) == 1, (command, lines)
+        assert "catalog.db is damaged" in lines[0] and "slashcat doctor" in lines[0], lines
+    doctor = slashcat(home, "doctor")
+    text = output(doctor)
+    assert doctor.returncode == 1, text
+    assert_no_traceback(text)
+    assert "integrity:" in text and "integrity: ok" not in text, text

@@ -74,10 +74,16 @@ def doctor(
     marked interrupted. Safe while an import or crawl runs: its files are left alone.
     Example: slashcat doctor --fix
     """
-    from catalog.doctor import check
+    from catalog.doctor import check, file_integrity
+    from catalog.errors import CatalogDamaged
 
     st = state(ctx)
-    report = check(st.catalog(), repair=fix)
+    try:
+        report = check(st.catalog(), repair=fix)
+    except CatalogDamaged as exc:
+        st.console.print(f"integrity: {file_integrity(st.settings)}", highlight=False)
+        raise CatalogDamaged(str(exc).split("; restore")[0] + "; doctor cannot repair the "
+                             "database file itself: restore a backup") from exc
     st.console.print(f"schema {report.schema_revision} (head {report.schema_head})")
     st.console.print(f"integrity: {report.integrity}")
     st.console.print(f"images checked: {report.images_checked:,}")
