@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -93,9 +94,31 @@ def upgrade(engine: Engine) -> None:
         )
     if current == head_revision():
         return
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    with _migration_lock(engine):  # two processes creating one catalog: the second waits
+        if current_revision(engine) == head_revision():
+            return
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """A lock file next to a SQLite catalog, held while its schema is created or upgraded.
+
+    (SQLite's own lock cannot serve: Python's sqlite3 runs DDL outside a transaction.)"""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    fd = os.open(f"{database}.migrate-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class Catalog:
@@ -108,9 +131,17 @@ class Catalog:
         self.store = ImageStore(settings.images_dir)
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session that commits on success and turns a lock into CatalogLocked."""
+    def session(self, write: bool = False) -> Iterator[Session]:
+        """A session that commits on success and turns a lock into CatalogLocked.
+
+        `write=True` takes SQLite's write lock first (BEGIN IMMEDIATE), for a transaction that
+        reads what it is about to insert: another process cannot commit the same rows in
+        between, and the wait for the lock honours busy_timeout (a deferred transaction that
+        reads and then writes gets SQLITE_BUSY at once when another process wrote meanwhile).
+        """
         with translate_db_errors(), self.sessions() as session, session.begin():
+            if write and self.engine.dialect.name == "sqlite":
+                session.execute(text("BEGIN IMMEDIATE"))
             yield session
 
     def close(self) -> None:

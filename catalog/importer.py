@@ -149,7 +149,7 @@ def _import(catalog: Catalog, source: Path, store_name: str | None, workers: int
     root = None if source.is_file() else source
     limits = catalog.settings.image_limits()
     report = ImportReport(store=store_name or source.stem, files=len(entries))
-    with catalog.session() as session:
+    with catalog.session(write=True) as session:
         store = get_or_create_store(session, report.store, source.as_uri())
         run = CrawlRun(store_id=store.id, kind="import", settings={"source": str(source)})
         session.add(run)
@@ -161,7 +161,7 @@ def _import(catalog: Catalog, source: Path, store_name: str | None, workers: int
     for start in range(0, len(entries), BATCH):
         chunk = entries[start : start + BATCH]
         checked = [(entry, next(results)) for entry in chunk]
-        with catalog.session() as session:
+        with catalog.session(write=True) as session:
             _import_batch(session, catalog, store_id, checked, categories, report)
         if progress:
             progress(min(start + BATCH, len(entries)), len(entries))

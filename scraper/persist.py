@@ -148,7 +148,7 @@ def save_product(catalog: Catalog, store_id: int, product: ProductData,
                  images: list[FetchedImage], limits: Limits) -> SaveOutcome:
     """Upsert a product with its label and images, all in one transaction."""
     check_images(images, limits)
-    with catalog.session() as session:
+    with catalog.session(write=True) as session:
         row, status = upsert_product(session, store_id, product.url, **product.fields())
         set_store_label(session, row, product.category_path)
         outcome = SaveOutcome(row.id, status)
@@ -198,7 +198,7 @@ def save_image(session: Session, catalog: Catalog, product_id: int, position: in
 def start_run(catalog: Catalog, store_name: str, base_url: str,
               settings: dict[str, Any]) -> tuple[int, int]:
     """The store (created if new) and a fresh `crawl_runs` row; returns their ids."""
-    with catalog.session() as session:
+    with catalog.session(write=True) as session:
         store = get_or_create_store(session, store_name, base_url)
         run = CrawlRun(store_id=store.id, kind="crawl", settings=settings, status="running")
         session.add(run)

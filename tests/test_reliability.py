@@ -164,3 +164,36 @@ def test_damaged_catalog_is_one_line_and_doctor_reports_it(tmp_path: Path, damag
     assert doctor.returncode == 1, text
     assert_no_traceback(text)
     assert "integrity:" in text and "integrity: ok" not in text, text
+
+
+# --------------------------------------------------------------------------- 4. two imports
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("initialised", [True, False])
+def test_two_imports_at_once_both_succeed(tmp_path: Path, initialised: bool) -> None:
+    home = tmp_path / "home"
+    photos = make_folder(tmp_path / "photos", 600)
+    if initialised:
+        assert slashcat(home, "init").returncode == 0
+    runs = [start(home, "import", str(photos), "--store-name", "photos", "--workers", "1")
+            for _ in range(2)]
+    outs = [run.communicate(timeout=240)[0] for run in runs]
+    for run, out in zip(runs, outs, strict=True):
+        assert_no_traceback(out)
+        assert run.returncode == 0, out
+    assert count(home, "images") == 600
+    assert count(home, "products") == 600
+    assert count(home, "product_images") == 600
+    assert set(image_rows(home)) == image_files(home)
+
+
+@pytest.mark.slow
+def test_creating_one_catalog_from_many_processes_at_once(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    runs = [start(home, "init") for _ in range(4)]
+    for run in runs:
+        out = run.communicate(timeout=120)[0]
+        assert run.returncode == 0, out
+        assert_no_traceback(out)
+    assert slashcat(home, "doctor").returncode == 0
