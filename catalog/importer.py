@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from catalog.categories import normalise_path
+from catalog.children import die_with_parent
 from catalog.db import Catalog
 from catalog.errors import ImageRejected, InvalidInput
 from catalog.images import ImageFacts, Limits, inspect_image
@@ -124,7 +125,7 @@ def _checked(
     if workers <= 1 or len(entries) < 64:
         yield from map(_check_and_store, jobs)
         return
-    with ProcessPoolExecutor(workers) as pool:
+    with ProcessPoolExecutor(workers, initializer=die_with_parent) as pool:
         yield from pool.map(_check_and_store, jobs, chunksize=32)
 
 

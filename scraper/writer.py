@@ -17,6 +17,7 @@ import signal
 import threading
 from typing import Any
 
+from catalog.children import die_with_parent
 from catalog.db import open_catalog
 from catalog.images import Limits
 from catalog.settings import Settings
@@ -40,7 +41,10 @@ def writer_main(settings: Settings, store_id: int, limits: Limits, conn: Any) ->
     # Ctrl-C reaches the whole process group; the parent stops the crawl gracefully and still
     # needs this writer for the items in flight, then closes it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with open_catalog(settings, create=False) as catalog:
+    die_with_parent()
+    with open_catalog(settings, create=False) as catalog, contextlib.suppress(EOFError, OSError):
+        # EOFError, OSError: the parent was killed; its items in flight are lost with it and
+        # the catalog holds only whole items (one transaction each), so exit without a word.
         conn.send(("ready", None))
         while True:
             message = conn.recv()

@@ -197,3 +197,53 @@ def test_creating_one_catalog_from_many_processes_at_once(tmp_path: Path) -> Non
         assert run.returncode == 0, out
         assert_no_traceback(out)
     assert slashcat(home, "doctor").returncode == 0
+
+
+# --------------------------------------------------------------------------- 5. left behind
+
+
+def session_members(sid: int) -> list[int]:
+    """Live processes of a session (a command started with start() leads its own)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def kill_parent_only(proc: subprocess.Popen[str], settle_s: float = 10.0) -> str:
+    """SIGKILL the command's own process (as `kill -9 PID` does); its children must follow."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    end = time.monotonic() + settle_s
+    while session_members(proc.pid) and time.monotonic() < end:
+        time.sleep(0.1)
+    left = session_members(proc.pid)
+    for pid in left:  # do not leave them to the next test
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes left behind: {left}"
+    out, _ = proc.communicate(timeout=30)
+    return out or ""
+
+
+@pytest.mark.slow
+def test_killed_import_leaves_no_workers(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    photos = make_folder(tmp_path / "photos", 1200, size=(96, 96))
+    importing = start(home, "import", str(photos), "--workers", "2")
+    wait_for(lambda: len(image_files(home)) > 20)
+    assert len(session_members(importing.pid)) >= 3  # the command and its two workers
+    assert_no_traceback(kill_parent_only(importing))
+
+
+@pytest.mark.slow
+def test_killed_crawl_leaves_nothing_and_prints_no_traceback(tmp_path: Path,
+                                                             storefront: Any) -> None:
+    home = tmp_path / "home"
+    crawling = start(home, "crawl", storefront.url, "--store-name", "demo")
+    wait_for(lambda: count(home, "products") >= 20, timeout=120)
+    assert_no_traceback(kill_parent_only(crawling))
