@@ -247,3 +247,72 @@ def test_killed_crawl_leaves_nothing_and_prints_no_traceback(tmp_path: Path,
     crawling = start(home, "crawl", storefront.url, "--store-name", "demo")
     wait_for(lambda: count(home, "products") >= 20, timeout=120)
     assert_no_traceback(kill_parent_only(crawling))
+
+
+# --------------------------------------------------------------------------- 6. serve's decoding
+
+
+def white_png(side: int, mode: str = "1") -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new(mode, (side, side), 1).save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.slow
+def test_serve_bounds_the_pixels_it_decodes(cli_server: Any) -> None:
+    import requests
+
+    url = cli_server.url + "/api/classify"
+    before = peak_rss_mb(cli_server.proc.pid)
+    huge = white_png(9900)  # 98 Mpx of white in a small file
+    started = time.monotonic()
+    r = requests.post(url, files=[("files", (f"w{i}.png", huge, "image/png")) for i in range(16)],
+                      timeout=120)
+    assert r.status_code == 422, r.text
+    assert {res["error"]["code"] for res in r.json()["results"]} == {"too-many-pixels"}
+    assert time.monotonic() - started < 10
+    # Under the per-image cap, but too many pixels for one request together: refused whole.
+    big = white_png(6000)
+    r = requests.post(url, files=[("files", (f"b{i}.png", big, "image/png")) for i in range(4)],
+                      timeout=120)
+    assert r.status_code == 413, r.text
+    assert r.json()["error"]["code"] == "request-too-many-pixels"
+    assert peak_rss_mb(cli_server.proc.pid) - before < 150  # nothing of that was decoded
+
+
+def test_pixel_budget_answers_429_when_full() -> None:
+    import threading
+
+    from cli.web.uploads import PixelBudget, UploadError, UploadLimits
+
+    budget = PixelBudget(UploadLimits(max_request_pixels=100, max_pixels_in_flight=120,
+                                      busy_wait_s=0.2))
+    holding, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with budget.hold(80):
+            holding.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    holding.wait(10)
+    with pytest.raises(UploadError) as busy, budget.hold(50):
+        pass
+    assert (busy.value.status, busy.value.code) == (429, "busy")
+    release.set()
+    worker.join()
+    with budget.hold(100):  # free again
+        assert budget.in_flight == 100
+    assert budget.in_flight == 0

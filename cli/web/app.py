@@ -8,10 +8,13 @@ classify answer). Status codes:
 - 403: save-disabled (start with --allow-save), cross-origin (a page of another site posted).
 - 404: not-found.
 - 413: file-too-large (one file over the per-file cap), request-too-large (the body over the
-  request cap), too-large (an image over the catalog's byte cap).
+  request cap), too-large (an image over the catalog's byte cap), request-too-many-pixels (the
+  images' headers add up to more pixels than one request may decode).
 - 415: not-multipart (not a form upload), not-an-image (text or HTML), unsupported-format (not
   JPEG, PNG, WebP or GIF). Judged by the bytes, never by the name or Content-Type.
-- 422: too-many-pixels (a decompression bomb), too-small, truncated, corrupt, unknown-category.
+- 422: too-many-pixels (a decompression bomb, or over the server's pixels per image; judged
+  from the header, nothing decoded), too-small, truncated, corrupt, unknown-category.
+- 429: busy (other requests are decoding as many pixels as the server allows at once).
 - 500: internal (a bug; the server log has the traceback).
 
 `POST /api/classify` answers 200 when every file was classified, 207 when some were and some
@@ -45,7 +48,14 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from catalog.db import Catalog
 from catalog.errors import ImageRejected, SlashcatError, UnknownCategory
 from classifier.predict import Classifier
-from cli.web.uploads import UploadError, UploadLimits, drain, read_form
+from cli.web.uploads import (
+    PixelBudget,
+    UploadError,
+    UploadLimits,
+    drain,
+    header_pixels,
+    read_form,
+)
 
 log = logging.getLogger("slashcat.web")
 
@@ -305,6 +315,7 @@ def create_app(catalog: Catalog, classifier: Classifier, config: WebConfig = Web
     """The web app for one loaded model. The caller owns the catalog and closes it."""
     predictor = Predictor(classifier)
     limits = config.limits
+    budget = PixelBudget(limits)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -436,7 +447,7 @@ def create_app(catalog: Catalog, classifier: Classifier, config: WebConfig = Web
             raise UploadError(400, "no-files", "no files: send images in the field 'files'")
         k = min(top_k or config.top_k, len(classifier.classes))
         outcomes = await run_in_threadpool(
-            predictor.classify, [f.data for f in form.files], k
+            classify_within_budget, predictor, budget, [f.data for f in form.files], k
         )
         results = []
         for upload, outcome in zip(form.files, outcomes, strict=True):
@@ -513,6 +524,26 @@ def create_app(catalog: Catalog, classifier: Classifier, config: WebConfig = Web
         return JSONResponse(saved.model_dump(), status_code=201)
 
     return app
+
+
+def classify_within_budget(predictor: Predictor, budget: PixelBudget, blobs: list[bytes],
+                           k: int) -> list[Any]:
+    """Classify, refusing from their headers the files over the per-file pixel cap and
+    holding the request's pixels against the in-flight budget while the rest decode."""
+    cap = budget.limits.max_file_pixels
+    pixels = [header_pixels(b) for b in blobs]
+    outcomes: list[Any] = [
+        ImageRejected("too-many-pixels", f"{p / 1e6:,.0f} Mpx > {cap / 1e6:,.0f} Mpx per image")
+        if p > cap else None
+        for p in pixels
+    ]
+    todo = [i for i, o in enumerate(outcomes) if o is None]
+    if todo:
+        with budget.hold(sum(pixels[i] for i in todo)):
+            for i, outcome in zip(todo, predictor.classify([blobs[i] for i in todo], k),
+                                  strict=True):
+                outcomes[i] = outcome
+    return outcomes
 
 
 def _same_origin(request: Request) -> bool:

@@ -9,7 +9,9 @@ the number of files and the whole body.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 DRAIN_FACTOR = 2  # after a cap is hit, read (and drop) up to this many times the body cap
@@ -31,6 +33,11 @@ class UploadLimits:
     max_files: int = 16
     max_body_bytes: int = 40 * 1024 * 1024
     max_field_bytes: int = 4096  # a text field (e.g. the category when saving)
+    # Decoding costs by pixels, not bytes: a 192 KB PNG can hold 100 Mpx of white.
+    max_file_pixels: int = 40_000_000  # one upload (a 6000 x 6000 photo is 36 Mpx)
+    max_request_pixels: int = 100_000_000  # all files of one request together
+    max_pixels_in_flight: int = 200_000_000  # all requests being decoded at once
+    busy_wait_s: float = 2.0  # how long a request waits for that budget before a 429
 
 
 @dataclass
@@ -215,3 +222,47 @@ class _Reader:
         else:
             self.form.fields[self._name] = self._buf.decode("utf-8", "replace")
         self._buf = bytearray()
+
+
+class PixelBudget:
+    """The pixels all requests may decode at once; a request waits briefly for its share,
+    then gets a 429 (its own share is already capped below the budget by max_request_pixels)."""
+
+    def __init__(self, limits: UploadLimits) -> None:
+        self.limits = limits
+        self.in_flight = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        if pixels > self.limits.max_request_pixels:
+            raise UploadError(
+                413, "request-too-many-pixels",
+                f"the images hold {pixels / 1e6:,.0f} Mpx together; at most "
+                f"{self.limits.max_request_pixels / 1e6:,.0f} Mpx per request",
+            )
+        cap = self.limits.max_pixels_in_flight
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.in_flight + pixels <= cap,
+                                       self.limits.busy_wait_s):
+                raise UploadError(429, "busy", f"the server is decoding "
+                                  f"{self.in_flight / 1e6:,.0f} Mpx already; try again shortly")
+            self.in_flight += pixels
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.in_flight -= pixels
+                self._cond.notify_all()
+
+
+def header_pixels(data: bytes) -> int:
+    """Width x height from the image's header (nothing decoded); 0 if it has none."""
+    from catalog.errors import ImageRejected
+    from catalog.imaging import open_header
+
+    try:
+        with open_header(data) as img:
+            return int(img.size[0] * img.size[1])
+    except ImageRejected:
+        return 0
