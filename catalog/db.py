@@ -182,6 +182,9 @@ def translate_db_errors() -> Iterator[None]:
 
 def open_catalog(settings: Settings, create: bool = True) -> Catalog:
     """Open (and if `create`, make) the catalog named by settings, migrated to head."""
+    if settings.home.exists() and not settings.home.is_dir():
+        raise CatalogError(f"{settings.home} is a file, not a folder; give --home a folder "
+                           "(it is created if missing)")
     if settings.is_sqlite and not settings.db:
         if not create and not (settings.home / "catalog.db").exists():
             raise CatalogNotFound(

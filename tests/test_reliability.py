@@ -316,3 +316,19 @@ def test_pixel_budget_answers_429_when_full() -> None:
     with budget.hold(100):  # free again
         assert budget.in_flight == 100
     assert budget.in_flight == 0
+
+
+# --------------------------------------------------------------------------- 7. --home is a file
+
+
+@pytest.mark.slow
+def test_home_that_is_a_file_is_one_clear_line(tmp_path: Path) -> None:
+    home = tmp_path / "notes.txt"
+    home.write_text("not a folder")
+    photos = make_folder(tmp_path / "photos", 2)
+    for command in (["init"], ["import", str(photos)], ["stats"], ["doctor"]):
+        done = slashcat(home, *command)
+        lines = output(done).strip().splitlines()
+        assert done.returncode == 1, (command, lines)
+        assert len(lines) == 1 and "is a file, not a folder" in lines[0], (command, lines)
+    assert home.read_text() == "not a folder"
