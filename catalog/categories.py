@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -14,11 +15,21 @@ SEPARATOR = " > "
 
 
 def normalise_path(path: str | list[str] | None) -> str | None:
-    """'Apparel>Topwear / ' and ['Apparel', 'Topwear'] both become 'Apparel > Topwear'."""
+    """The one place category names are cleaned, whatever they come from (a crawled page, a
+    folder, a CSV, the command line): 'Apparel>Topwear / ' and ['Apparel', 'Topwear'] both
+    become 'Apparel > Topwear'.
+
+    Unicode is composed (NFC: a decomposed "café" is the precomposed one) and runs of any
+    whitespace become one space. ">" separates levels everywhere, folder names included (a
+    folder "Tops > Tees" is the path Tops > Tees, as `categories map "Tops > Tees"` reads it).
+    """
     if path is None:
         return None
-    parts = path if isinstance(path, list) else path.replace("/", ">").split(">")
-    clean = [" ".join(p.split()) for p in parts]
+    if isinstance(path, list):
+        parts = [p for part in path for p in part.split(">")]
+    else:
+        parts = path.replace("/", ">").split(">")
+    clean = [" ".join(unicodedata.normalize("NFC", p).split()) for p in parts]
     clean = [p for p in clean if p and p.lower() not in {"home", "start", "shop"}]
     return SEPARATOR.join(clean) or None
 
@@ -43,6 +54,7 @@ def ensure_category(session: Session, name: str) -> Category:
 
 
 def get_category(session: Session, name: str) -> Category:
+    name = normalise_path(name) or name  # as typed: "Tops>Tees", a decomposed é
     found = session.scalar(select(Category).where(Category.name == name))
     if found is None:
         found = session.scalar(select(Category).where(Category.name.endswith(SEPARATOR + name)))

@@ -332,3 +332,28 @@ def test_home_that_is_a_file_is_one_clear_line(tmp_path: Path) -> None:
         assert done.returncode == 1, (command, lines)
         assert len(lines) == 1 and "is a file, not a folder" in lines[0], (command, lines)
     assert home.read_text() == "not a folder"
+
+
+# --------------------------------------------------------------------------- 8. category names
+
+
+@pytest.mark.slow
+def test_folder_names_become_categories_consistently(tmp_path: Path) -> None:
+    import unicodedata
+
+    home = tmp_path / "home"
+    photos = tmp_path / "photos"
+    names = {"Sub>Cat": 0, "Tops > Tees": 1, unicodedata.normalize("NFC", "café"): 2,
+             unicodedata.normalize("NFD", "café"): 3, "Bags\u00a0 Small ": 4}
+    for folder, seed in names.items():
+        (photos / folder).mkdir(parents=True)
+        (photos / folder / "a.jpg").write_bytes(jpeg_bytes(seed=seed))
+    assert slashcat(home, "import", str(photos)).returncode == 0
+    with sqlite3.connect(home / "catalog.db") as db:
+        stored = {n for (n,) in db.execute("SELECT category_path FROM products")}
+    assert stored == {"Sub > Cat", "Tops > Tees", "café", "Bags Small"}
+    assert all(unicodedata.is_normalized("NFC", n) for n in stored)
+    mapped = slashcat(home, "categories", "map", "Sub>Cat", "Other")
+    assert "1 products relabelled" in " ".join(output(mapped).split()), output(mapped)
+    listed = output(slashcat(home, "categories", "list"))
+    assert listed.count("café") == 1
