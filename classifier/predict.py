@@ -33,6 +33,13 @@ TopK = list[tuple[str, float]]
 SCOPES = ("unlabelled", "all")
 
 
+def check_top_k(k: int, classes: int) -> None:
+    """--top-k / top_k must ask for 1 to all of the model's classes."""
+    if not 1 <= k <= classes:
+        raise InvalidInput(f"top-k must be between 1 and {classes} (the model's classes), "
+                           f"not {k}")
+
+
 class Classifier:
     """A registered model, ready to classify image bytes or decoded arrays."""
 
@@ -111,6 +118,7 @@ class Classifier:
         return np.asarray(prepare_bytes(data, self.image_size))
 
     def top_k(self, probs: np.ndarray, k: int = 3) -> list[TopK]:
+        check_top_k(k, len(self.classes))
         order = np.argsort(-probs, axis=1)[:, :k]
         return [
             [(self.classes[j], float(row[j])) for j in idx]
@@ -232,6 +240,7 @@ def predict_catalog(
     started = time.monotonic()
     with catalog.session() as session:
         row = get_model(session, version)
+        check_top_k(top_k, len(row.classes))
         ids = category_ids(session, list(row.classes), row.version)
         report = PredictReport(row.version, scope)
         work = plan_work(session, catalog, row.id, scope, report)

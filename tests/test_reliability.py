@@ -357,3 +357,33 @@ def test_folder_names_become_categories_consistently(tmp_path: Path) -> None:
     assert "1 products relabelled" in " ".join(output(mapped).split()), output(mapped)
     listed = output(slashcat(home, "categories", "list"))
     assert listed.count("café") == 1
+
+
+# --------------------------------------------------------------------------- 9. --top-k
+
+
+@pytest.mark.slow
+def test_top_k_outside_one_to_the_classes_is_refused(tmp_path: Path, web_model: Any,
+                                                      cli_server: Any) -> None:
+    import shutil
+
+    import requests
+
+    home = tmp_path / "home"
+    shutil.copytree(web_model.home, home)
+    photo = tmp_path / "x.jpg"
+    photo.write_bytes(jpeg_bytes((96, 96)))
+    n = len(web_model.classes)
+    commands = [["classify", str(photo), "--top-k", bad] for bad in ("0", "-2", str(n + 1))]
+    for command in [*commands, ["predict", "--top-k", "0"]]:
+        done = slashcat(home, *command)
+        lines = output(done).strip().splitlines()
+        assert done.returncode == 1, (command, lines)
+        assert_no_traceback(output(done))
+        assert f"between 1 and {n}" in lines[-1], lines  # after a progress bar at most
+    assert count(home, "predictions") == 0
+    good = slashcat(home, "classify", str(photo), "--top-k", str(n))
+    assert good.returncode == 0, output(good)
+    r = requests.post(cli_server.url + "/api/classify", params={"top_k": n + 1},
+                      files=[("files", ("x.jpg", photo.read_bytes(), "image/jpeg"))], timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad-top-k", r.text

@@ -445,7 +445,10 @@ def create_app(catalog: Catalog, classifier: Classifier, config: WebConfig = Web
         )
         if not form.files:
             raise UploadError(400, "no-files", "no files: send images in the field 'files'")
-        k = min(top_k or config.top_k, len(classifier.classes))
+        k = min(config.top_k, len(classifier.classes)) if top_k is None else top_k
+        if k > len(classifier.classes):
+            raise UploadError(400, "bad-top-k", f"top_k must be between 1 and "
+                              f"{len(classifier.classes)} (the model's classes), not {k}")
         outcomes = await run_in_threadpool(
             classify_within_budget, predictor, budget, [f.data for f in form.files], k
         )
