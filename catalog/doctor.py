@@ -135,7 +135,7 @@ def _check_models(catalog: Catalog, report: DoctorReport, cutoff: float) -> None
     models_dir = catalog.settings.models_dir
     if not models_dir.is_dir():
         return
-    for f in sorted(models_dir.glob("*.keras")) + sorted(models_dir.glob(".*.keras")):
+    for f in sorted(models_dir.glob("*.keras")):  # temp files (".tmp-…") too
         rel = f.relative_to(home).as_posix()
         if rel in rows:
             continue

@@ -387,3 +387,39 @@ def test_top_k_outside_one_to_the_classes_is_refused(tmp_path: Path, web_model: 
     r = requests.post(cli_server.url + "/api/classify", params={"top_k": n + 1},
                       files=[("files", ("x.jpg", photo.read_bytes(), "image/jpeg"))], timeout=60)
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad-top-k", r.text
+
+
+# --------------------------------------------------------------------------- 10. doctor's gaps
+
+
+@pytest.mark.slow
+def test_doctor_finds_and_repairs_model_files_and_dead_runs(tmp_path: Path,
+                                                            web_model: Any) -> None:
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(web_model.home, home)
+    models = home / "models"
+    active = models / f"{web_model.version}.keras"
+    shutil.copy(active, models / "v99.keras")  # a file without its row
+    (models / ".tmp-0123abcd.keras").write_bytes(b"")  # what a kill during save leaves
+    active.unlink()  # the active model's file is gone
+    photos = make_folder(tmp_path / "photos", 1200, size=(96, 96))
+    importing = start(home, "import", str(photos), "--workers", "2")
+    wait_for(lambda: count(home, "product_images") > 300, timeout=120)
+    kill_group(importing)  # its run stays "running"
+    report = slashcat(home, "doctor")
+    text = " ".join(output(report).split())
+    assert report.returncode == 1, text
+    for found in ("models whose file is missing: 1", "model files without a catalog row: 1",
+                  ".tmp-0123abcd.keras", "runs left 'running' by a killed process: 1"):
+        assert found in text, text
+    fixed = slashcat(home, "doctor", "--fix")
+    assert fixed.returncode == 0, output(fixed)
+    again = slashcat(home, "doctor")
+    assert again.returncode == 0 and "All good" in output(again), output(again)
+    assert sorted(p.name for p in models.glob("*.keras")) == []
+    with sqlite3.connect(home / "catalog.db") as db:
+        assert db.execute("SELECT count(*) FROM models WHERE active").fetchone()[0] == 0
+        statuses = {s for (s,) in db.execute("SELECT status FROM crawl_runs")}
+    assert "running" not in statuses and "interrupted" in statuses
