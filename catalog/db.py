@@ -98,6 +98,11 @@ def upgrade(engine: Engine) -> None:
         if current_revision(engine) == head_revision():
             return
         with engine.begin() as conn:
+            if engine.dialect.name == "sqlite":
+                # Python's sqlite3 runs DDL outside any transaction, so a kill halfway through
+                # creating the catalog left half a schema that no later run could complete.
+                # SQLite's DDL is transactional: all of the migration commits, or none.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from catalog.categories import ensure_category
 from catalog.db import Catalog
+from catalog.locks import writing
 from classifier import metrics as M
 from classifier.architectures import PRETRAINED, build_model
 from classifier.backend import load_tensorflow
@@ -385,7 +386,8 @@ def train(
     )
     if progress:
         progress(TrainEvent("save"))
-    save_and_register(catalog, model, config, data, result)
+    with writing(catalog.settings.home):  # `doctor --fix` leaves a model being saved alone
+        save_and_register(catalog, model, config, data, result)
     result.total_seconds = time.monotonic() - started
     return result
 
