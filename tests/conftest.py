@@ -18,9 +18,16 @@ def settings(tmp_path: Path) -> Settings:
     return Settings.load(home=tmp_path / "home", env={})
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalog_url(request: pytest.FixtureRequest) -> str:
+    """The catalog-level tests run on both engines: "" is SQLite in the home folder; the other
+    is an empty PostgreSQL schema (tests/servers.py; skipped without a server, failed in CI)."""
+    return "" if request.param == "sqlite" else request.getfixturevalue("pg_catalog_url")
+
+
 @pytest.fixture
-def catalog(settings: Settings) -> Catalog:
-    cat = open_catalog(settings)
+def catalog(settings: Settings, catalog_url: str) -> Catalog:
+    cat = open_catalog(Settings.load(home=settings.home, db=catalog_url or None, env={}))
     yield cat
     cat.close()
 
@@ -65,4 +72,5 @@ def make_image() -> Callable[..., bytes]:
 # Fixture modules of the feature areas (tests/fixtures_*.py); each adds itself here.
 pytest_plugins: list[str] = [
     "fixtures_classifier", "fixtures_dedupe", "fixtures_review", "fixtures_store", "fixtures_web",
+    "servers",
 ]
