@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from catalog.errors import SlashcatError
 from catalog.settings import Settings
@@ -59,7 +60,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except SlashcatError as exc:
-            fail(ctx, str(exc), exc)
+            fail(ctx, escape(str(exc)), exc)  # a message's [brackets] are text, not markup
         except KeyboardInterrupt:
             state(ctx).err.print("[yellow]Interrupted; everything committed so far is kept.[/]")
             raise typer.Exit(130) from None
