@@ -166,13 +166,22 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     _admin(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def pg_catalog_url(postgres_url: str) -> Iterator[str]:
-    """An empty schema for one test; dropped afterwards."""
+@contextlib.contextmanager
+def fresh_schema(postgres_url: str) -> Iterator[str]:
+    """A URL whose tables all land in a new, empty schema; the schema is dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     _admin(postgres_url, f'CREATE SCHEMA "{schema}"')
-    yield with_schema(postgres_url, schema)
-    _admin(postgres_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    try:
+        yield with_schema(postgres_url, schema)
+    finally:
+        _admin(postgres_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_catalog_url(postgres_url: str) -> Iterator[str]:
+    """An empty catalog URL for one test."""
+    with fresh_schema(postgres_url) as url:
+        yield url
 
 
 # --- Redis -----------------------------------------------------------------------------------
