@@ -160,10 +160,15 @@ class Pipeline:
 def pipeline(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     """init, import, dedupe, train, evaluate, predict, classify, review --accept-above, export,
     retrain, doctor, stats: each through the real CLI on one PostgreSQL catalog."""
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
     base = tmp_path_factory.mktemp("pg-pipeline")
     photos = photo_folder(base / "photos")
     home = base / "home"
     out: dict[str, str] = {}
+    runner = CliRunner()  # in this process: TensorFlow loads once, not once per command
     with fresh_schema(postgres_url) as db:
         steps: list[tuple[str, list[str]]] = [
             ("init", ["init"]),
@@ -182,9 +187,10 @@ def pipeline(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
             ("stats", ["stats"]),
         ]
         for name, args in steps:
-            r = run_cli(home, db, *args)
-            out[name] = r.stdout + r.stderr
-            assert r.returncode == 0, f"slashcat {' '.join(args)}:\n{out[name]}"
+            r = runner.invoke(app, ["--home", str(home), "--db", db, *args],
+                              env={"COLUMNS": "200"})
+            out[name] = r.output
+            assert r.exit_code == 0, f"slashcat {' '.join(args)}:\n{r.output}"
         yield Pipeline(home, db, out)
 
 
@@ -198,6 +204,7 @@ def count(db: str, home: Path, query: Any) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # twelve commands, two trainings, on a shared machine
 def test_every_command_runs_on_postgres(pipeline: Pipeline) -> None:
     products = len(SHAPES) * PER_CLASS + UNLABELLED + 2
     db, home = pipeline.db, pipeline.home
@@ -214,6 +221,7 @@ def test_every_command_runs_on_postgres(pipeline: Pipeline) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_serve_answers_from_a_postgres_catalog(pipeline: Pipeline) -> None:
     env = {**os.environ, "COLUMNS": "300", "NO_COLOR": "1"}
     proc = subprocess.Popen(
@@ -255,5 +263,36 @@ def test_crawl_into_postgres(storefront: Any, pg_catalog_url: str, tmp_path: Pat
         with cat.session() as s:
             assert s.scalar(select(func.count(Product.id))) == products
             assert s.scalar(select(func.count(Image.id))) == images
+    finally:
+        cat.close()
+
+
+def test_export_and_predict_stream_through_server_side_cursors(
+        pg_catalog_url: str, tmp_path: Path) -> None:
+    """Named (server-side) cursors: memory stays flat however many rows there are."""
+    import psycopg
+    from fixtures_classifier import add_product
+    from sqlalchemy import event
+
+    from catalog.export import export_to_path
+    from classifier.predict import PredictReport, plan_work
+
+    cat = open_catalog(Settings.load(home=tmp_path / "home", db=pg_catalog_url, env={}))
+    add_product(cat, "http://shapes.test/a", shape_image("circle", (220, 40, 40), 1), None)
+    streamed: list[str] = []
+
+    @event.listens_for(cat.engine, "before_cursor_execute")
+    def _seen(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if isinstance(cursor, psycopg.ServerCursor):
+            streamed.append(statement.split("FROM", 1)[1].split()[0])
+
+    try:
+        with cat.session() as s:
+            assert export_to_path(s, tmp_path / "out.csv") == 1
+        assert {"products", "product_images", "labels"} <= set(streamed)
+        streamed.clear()
+        with cat.session() as s:
+            plan_work(s, cat, 0, "all", PredictReport("v0", "all"))
+        assert "product_images" in streamed
     finally:
         cat.close()
