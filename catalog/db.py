@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from catalog.errors import (
@@ -194,7 +194,15 @@ def open_catalog(settings: Settings, create: bool = True) -> Catalog:
     try:
         _connect_or_explain(engine)
         with translate_db_errors():
-            upgrade(engine)
+            try:
+                upgrade(engine)
+            except DBAPIError as exc:  # e.g. no right to create tables, no such schema
+                if isinstance(exc, OperationalError):
+                    raise
+                raise CatalogError(
+                    f"cannot prepare the catalog at {safe_url(str(engine.url))}: "
+                    f"{one_line(exc.orig or exc)}"
+                ) from exc
     except BaseException:
         engine.dispose()
         raise

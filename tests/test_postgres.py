@@ -93,6 +93,15 @@ def test_server_down_at_start_is_one_line_without_the_password(tmp_path: Path) -
     assert "s3cret-pw" not in r.stdout + r.stderr
 
 
+def test_missing_database_or_schema_is_one_line(postgres_url: str, tmp_path: Path) -> None:
+    from servers import with_database, with_schema
+
+    r = run_cli(tmp_path / "home", with_database(postgres_url, "no_such_db"), "init")
+    assert_one_line(r, "cannot connect to the catalog at", 'database "no_such_db" does not exist')
+    r = run_cli(tmp_path / "home", with_schema(postgres_url, "no_such_schema"), "init")
+    assert_one_line(r, "cannot prepare the catalog at", "no schema has been selected")
+
+
 def test_stopped_server_is_one_line(tmp_path: Path) -> None:
     bin_dir = pg_bin_dir()
     if bin_dir is None:
@@ -144,8 +153,9 @@ def photo_folder(root: Path) -> Path:
         shape, colour = list(SHAPES.values())[i % len(SHAPES)]
         (root / f"new-{i}.png").write_bytes(shape_image(shape, colour, seed))
     # A near-duplicate pair for dedupe.
-    (root / "dup-a.png").write_bytes(shape_image("circle", (220, 40, 40), 999))
-    (root / "dup-b.jpg").write_bytes(shape_image("circle", (220, 40, 40), 999, fmt="JPEG"))
+    (root / "dup-a.png").write_bytes(shape_image("circle", (220, 40, 40), 999, size=160))
+    (root / "dup-b.jpg").write_bytes(shape_image("circle", (220, 40, 40), 999, size=160,
+                                                 fmt="JPEG"))
     return root
 
 
