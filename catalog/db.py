@@ -179,7 +179,7 @@ def translate_db_errors() -> Iterator[None]:
             raise CatalogLocked(
                 "the catalog is locked by another process; try again when it has finished"
             ) from exc
-        raise CatalogError(f"database error: {exc.orig}") from exc
+        raise CatalogError(f"database error: {one_line(exc.orig or exc)}") from exc
 
 
 def open_catalog(settings: Settings, create: bool = True) -> Catalog:
