@@ -449,7 +449,8 @@ def test_help_does_not_load_the_web_stack() -> None:
     assert "--allow-save" in r.stdout and "127.0.0.1" in r.stdout
 
 
-def test_serve_without_a_model_is_one_line(cli, catalog) -> None:
+def test_serve_without_a_model_is_one_line(cli) -> None:
+    assert cli("init").exit_code == 0
     r = cli("serve", "--port", "0")
     assert r.exit_code == 1
     assert "no active model" in r.output and "Traceback" not in r.output
