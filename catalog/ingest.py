@@ -8,8 +8,8 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalog.dedupe import to_signed
 from catalog.errors import ImageRejected
-from catalog.hashing import to_signed
 from catalog.images import ImageFacts, Limits, inspect_image
 from catalog.models import Image, ImageSource, Product, ProductImage, Store, utcnow
 from catalog.store import ImageStore, sha256_hex

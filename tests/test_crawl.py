@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -15,6 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from catalog.db import Catalog, open_catalog
+from catalog.errors import InvalidInput
 from catalog.labels import current_labels
 from catalog.models import CrawlRun, Image, ImageSource, Label, Product, ProductImage
 from catalog.settings import Settings
@@ -225,7 +230,8 @@ def test_interrupted_crawl_resumes(storefront: Any, settings: Settings) -> None:
     assert threads == {threading.get_ident()}  # progress only ever on the caller's thread
 
 
-@pytest.mark.parametrize("url", ["ftp://shop.example/", "http://", "https:///x", "  "])
+@pytest.mark.parametrize("url", ["ftp://shop.example/", "http://", "https:///x", "  ",
+                                 "http://[::1", "http://[::1]:99999/"])
 def test_bad_start_url_is_refused(url: str, settings: Settings) -> None:
     with pytest.raises(BadStartUrl):
         crawl(settings, url)
@@ -244,7 +250,7 @@ def test_unreachable_shop_is_one_clear_error(settings: Settings) -> None:
 
 
 def test_bad_max_products_is_refused(settings: Settings) -> None:
-    with pytest.raises(BadStartUrl, match="max-products"):
+    with pytest.raises(InvalidInput, match="max-products"):
         crawl(settings, "https://shop.example/", max_products=0)
 
 
@@ -255,6 +261,17 @@ def test_cli_crawl_prints_a_summary(storefront: Any, cli: Callable[..., Any]) ->
     again = cli("crawl", "ftp://nowhere")
     assert again.exit_code == 1
     assert "give an http(s) URL" in again.output
+
+
+def test_cli_bad_ipv6_url_is_one_line(tmp_path: Path) -> None:
+    """A real process: no traceback, one clear line, exit 1."""
+    slashcat = Path(sys.executable).parent / "slashcat"
+    done = subprocess.run([str(slashcat), "--home", str(tmp_path), "crawl", "http://[::1"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200"})
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode == 1
+    assert len(lines) == 1 and "give an http(s) URL" in lines[0], lines
 
 
 
