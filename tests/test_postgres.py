@@ -63,7 +63,7 @@ def test_migrations_up_down_and_match_models(pg_catalog_url: str) -> None:
 
 def test_sixty_four_bit_hashes_round_trip(catalog_url: str, settings: Settings) -> None:
     """pHash/dHash are unsigned 64-bit; stored signed, they must come back bit for bit."""
-    from catalog.hashing import to_signed, to_unsigned
+    from catalog.dedupe.hashing import to_signed, unsigned
 
     cat = open_catalog(Settings.load(home=settings.home, db=catalog_url or None, env={}))
     values = [0, 1, 2**63 - 1, 2**63, 2**64 - 1]
@@ -71,7 +71,7 @@ def test_sixty_four_bit_hashes_round_trip(catalog_url: str, settings: Settings) 
         s.add_all(Image(sha256=f"{i:064x}", size_bytes=1, phash=to_signed(v), dhash=to_signed(v))
                   for i, v in enumerate(values))
     with cat.session() as s:
-        got = [to_unsigned(h) for h in s.scalars(select(Image.phash).order_by(Image.id))]
+        got = unsigned(list(s.scalars(select(Image.phash).order_by(Image.id)))).tolist()
     cat.close()
     assert got == values
 
