@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,8 +28,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
 
 def is_locked_error(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "database is locked" in text or "database table is locked" in text
+    """SQLite's BUSY or LOCKED, by error code (a DBAPI error, or SQLAlchemy's wrapper of one)."""
+    code = getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 # Two processes migrating one PostgreSQL catalog at once take turns on this advisory lock.
@@ -81,7 +83,7 @@ def _sqlite_pragmas(engine: Engine, busy_timeout_s: float) -> None:
         cur.execute("PRAGMA synchronous = NORMAL")
         try:
             cur.execute("PRAGMA journal_mode = WAL")
-        except Exception as exc:  # a locked file refuses the journal switch
+        except sqlite3.OperationalError as exc:  # a locked file refuses the journal switch
             if not is_locked_error(exc):
                 raise
         cur.close()
@@ -221,7 +223,3 @@ def _connect_or_explain(engine: Engine) -> None:
         raise CatalogError(
             f"cannot connect to the catalog at {safe_url(str(engine.url))}: {reason}"
         ) from exc
-
-
-def table_names(engine: Engine) -> list[str]:
-    return sorted(inspect(engine).get_table_names())

@@ -1,5 +1,6 @@
 """Errors of the classifier; each one is a problem the user can fix, shown as one line."""
 
+from catalog.errors import ModelNotFound as ModelNotFound  # one error, shared with catalog/
 from catalog.errors import SlashcatError
 
 
@@ -9,10 +10,6 @@ class ClassifierError(SlashcatError):
 
 class NotEnoughClasses(ClassifierError):
     """Fewer than two classes have enough labelled images to train on."""
-
-
-class ModelNotFound(ClassifierError):
-    """No such model version, or no active model."""
 
 
 class ModelFileError(ClassifierError):
@@ -33,3 +30,11 @@ class TrainingInterrupted(ClassifierError):
 
 class MissingWeights(ClassifierError):
     """A pretrained backbone was asked for without a local weights file."""
+
+
+class WeightsFileError(MissingWeights):
+    """A pretrained weights file that is missing, altered or not what it should be."""
+
+
+class UnsafeWeights(WeightsFileError):
+    """A weights file whose pickle names code to run: refused before anything runs."""

@@ -52,6 +52,7 @@ class StoreSpider(scrapy.Spider):
         self.links_seen: set[str] = set()
         self.listing_links: dict[str, set[str]] = {}
         self.sitemap_images: dict[str, list[str]] = {}
+        self.woocommerce_asked = False  # the Store API is asked once, when a page shows WooCommerce
 
     # ---- starting points -----------------------------------------------------------------
 
@@ -120,6 +121,33 @@ class StoreSpider(scrapy.Spider):
         if len(products) >= SHOPIFY_PAGE_SIZE and page < 400:
             yield self.shopify_request(page + 1)
 
+    # ---- WooCommerce Store API (asked only once a page's markup shows WooCommerce) ----------
+
+    def woocommerce_request(self, page: int) -> scrapy.Request:
+        from scraper.extraction.platforms import WOO_API, WOO_PAGE_SIZE
+
+        return scrapy.Request(
+            f"{self.origin}{WOO_API}?per_page={WOO_PAGE_SIZE}&page={page}",
+            self.parse_woocommerce, meta={"slashcat_probe": True, "woo_page": page},
+            priority=SITEMAP_PRIORITY, errback=self.failed,
+        )
+
+    def parse_woocommerce(self, response: Response) -> Iterator[Any]:
+        from scraper.extraction.platforms import WOO_PAGE_SIZE, woocommerce_products
+
+        products = woocommerce_products(response.body, self.origin)
+        if not products:
+            return
+        self.report.add(pages=1)
+        for product in products:
+            item = self.product_item(product)
+            if item is None:
+                return
+            yield item
+        page = response.meta["woo_page"]
+        if len(products) >= WOO_PAGE_SIZE and page < 400:
+            yield self.woocommerce_request(page + 1)
+
     def parse_page(self, response: Response) -> Iterator[Any]:
         if not _is_html(response):
             return
@@ -127,6 +155,9 @@ class StoreSpider(scrapy.Spider):
         page = extract_page(response.selector.root, response.url)
         for problem in page.problems:
             self.logger.debug("%s: %s", response.url, problem)
+        if page.platform == "woocommerce" and not self.woocommerce_asked:
+            self.woocommerce_asked = True
+            yield self.woocommerce_request(1)
         if page.product is not None:
             item = self.product_item(page.product)
             if item is not None:

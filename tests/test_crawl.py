@@ -319,3 +319,31 @@ def test_shopify_products_json_is_used(settings: Settings, make_image: Callable[
     assert rows == {f"{base}/products/classic-hoodie": ("Classic Hoodie", "HD-1", 59.0,
                                                         "Sweatshirts"),
                     f"{base}/products/gift-card": ("Gift Card", "2", 25.0, None)}
+
+
+def test_woocommerce_store_api_is_used_when_the_page_shows_woocommerce(
+        settings: Settings, make_image: Callable[..., bytes]) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Routes)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    mug = {"id": 7, "name": "Enamel Mug", "sku": "MUG-7", "permalink": f"{base}/product/mug/",
+           "prices": {"price": "1450", "currency_code": "EUR", "currency_minor_unit": 2},
+           "images": [{"src": f"{base}/img/mug.jpg"}], "categories": [{"name": "Kitchen"}]}
+    _Routes.routes = {
+        "/": ("text/html", b'<html><head><meta name="generator" content="WooCommerce 8.2">'
+                           b"</head><body class='woocommerce'><h1>Shop</h1></body></html>"),
+        "/wp-json/wc/store/v1/products?per_page=100&page=1": (
+            "application/json", json.dumps([mug]).encode()),
+        "/img/mug.jpg": ("image/jpeg", make_image((64, 64), seed=4)),
+    }
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        report = crawl(settings, base + "/", options=FAST)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (report.products_new, report.images_new, report.errors) == (1, 1, 0)
+    with open_catalog(settings) as cat, cat.session() as s:
+        [row] = s.scalars(select(Product)).all()
+        assert (row.title, row.external_id, row.price, row.currency, row.category_path) == (
+            "Enamel Mug", "MUG-7", 14.5, "EUR", "Kitchen")
+        assert row.field_sources is not None and row.field_sources["price"] == "woocommerce"

@@ -93,6 +93,22 @@ def test_import_csv(catalog, tmp_path: Path) -> None:
             "Belts", "Belts", "Watches", "Watches"]
 
 
+def test_import_csv_with_absolute_and_parent_paths(catalog, tmp_path: Path) -> None:
+    """The common CSV: absolute paths, or paths above the CSV's folder. Plain files, imported."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        (photos / f"p{i}.jpg").write_bytes(jpeg_bytes(seed=40 + i))
+    (tmp_path / "lists").mkdir()
+    csv_path = tmp_path / "lists" / "labels.csv"
+    csv_path.write_text(f"path,category\n{photos / 'p0.jpg'},Watches\n../photos/p1.jpg,Belts\n")
+    report = import_images(catalog, csv_path, workers=1)
+    assert report.rejected == []
+    assert (report.products_new, report.images_new) == (2, 2)
+    with catalog.session() as s:
+        assert sorted(lab.category for lab in current_labels(s)) == ["Belts", "Watches"]
+
+
 def test_cli_import_and_stats(cli, photo_folder: Path) -> None:
     result = cli("import", str(photo_folder), "--store-name", "photos")
     assert result.exit_code == 0, result.output

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from cli.render import ImageMode
 from cli.state import AppState, state, user_errors
 
 if TYPE_CHECKING:
@@ -44,9 +45,7 @@ def review(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="With --accept-above: only count, write nothing.",
     ),
-    images: str = typer.Option(
-        "auto", "--images", help="Image drawing: auto, halfcell, sixel, tgp, unicode or none.",
-    ),
+    images: ImageMode = typer.Option(ImageMode.auto, "--images", help="Image drawing."),
 ) -> None:
     """Review low-confidence predictions in a full-screen terminal, or accept confident ones.
 
@@ -69,16 +68,13 @@ def review(
         return
     if dry_run:
         raise InvalidInput("--dry-run only applies to --accept-above X")
-    if images not in ("auto", "halfcell", "sixel", "tgp", "unicode", "none"):
-        raise InvalidInput(f"unknown --images {images!r}; use auto, halfcell, sixel, tgp, "
-                           "unicode or none")
     if below is None and not disagreements:
         below = DEFAULT_BELOW
     filters = QueueFilter(below, category, model, limit, disagreements)
     validate_filter(filters)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise InvalidInput(NO_TTY)
-    _screen(st, filters, images)
+    _screen(st, filters, images.value)
 
 
 def _author() -> str | None:
