@@ -183,7 +183,7 @@ def test_export_options_object_validates_before_streaming(data: ReviewData) -> N
         export_rows(s, ExportOptions(format="xlsx"))
 
 
-def test_a_closed_pipe_ends_the_export_quietly(catalog, settings) -> None:
+def test_a_closed_pipe_ends_the_export_quietly(catalog) -> None:
     """`slashcat export - | head -1`: more rows than a pipe holds, the reader leaves early."""
     with catalog.session() as s:
         store = get_or_create_store(s, "big", "http://big.test/")
@@ -195,7 +195,7 @@ def test_a_closed_pipe_ends_the_export_quietly(catalog, settings) -> None:
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen(
         [sys.executable, "-c", "from cli.app import main; main()",
-         "--home", str(settings.home), "export", "-"],
+         "--home", str(catalog.settings.home), "--db", catalog.settings.db_url, "export", "-"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
