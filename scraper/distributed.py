@@ -190,8 +190,8 @@ def _run_workers(settings: Settings, job: Job, client: Any, report: CrawlReport,
         pending = pending_requests(client, job.prefix)
     except Exception:
         return "stopped: redis lost"
-    if any(c != 0 for c in codes) or pending:
-        return "interrupted"  # killed workers or requests left: the next run continues
+    if pending:
+        return "interrupted"  # requests left (workers stopped or killed): the next run continues
     finish_job(client, job.prefix)
     return "finished"
 
