@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -91,10 +91,14 @@ def _author() -> str | None:
 
 
 def _batch(st: AppState, threshold: float, dry_run: bool, model: str | None) -> None:
+    from catalog.db import retry_locked
     from catalog.review import accept_above
 
-    with st.catalog().session() as session:
-        result = accept_above(session, threshold, dry_run, model, _author())
+    def accept() -> Any:
+        with st.catalog().session() as session:  # one transaction: repeated whole if busy
+            return accept_above(session, threshold, dry_run, model, _author())
+
+    result = retry_locked(accept)
     verb = "Would accept" if dry_run else "Accepted"
     table = Table("category", "products", title=f"{verb} (model {result.model_version}, "
                   f"confidence >= {threshold})", title_justify="left")
