@@ -324,7 +324,6 @@ def test_two_workers_store_the_same_image_at_once(tmp_path: Path, make_image: An
     """Writers in two processes (as crawl-workers without a shared writer): one row, one file."""
     from catalog.db import open_catalog
     from catalog.settings import Settings
-
     from scraper.persist import start_run
 
     with open_catalog(Settings.load(home=tmp_path, env={})) as catalog:
