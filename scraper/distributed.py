@@ -295,9 +295,15 @@ def worker_id() -> str:
 def run_worker(settings: Settings, job: Job, progress: Progress | None = None,
                direct_writes: bool = False) -> str:
     """Crawl as one worker of `job` in this process; returns Scrapy's finish reason."""
+    import warnings
+
     from scrapy.core.engine import ExecutionEngine
+    from scrapy.exceptions import ScrapyDeprecationWarning
 
     from scraper.run import _run_spider
+
+    # scrapy-redis still uses APIs Scrapy has deprecated; the user can do nothing about it.
+    warnings.filterwarnings("ignore", category=ScrapyDeprecationWarning)
 
     # An idle worker looks at the shared queue again this often (Scrapy's default is 5 s).
     ExecutionEngine._SLOT_HEARTBEAT_INTERVAL = TICK_S
