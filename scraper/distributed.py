@@ -171,6 +171,10 @@ def _run_workers(settings: Settings, job: Job, client: Any, report: CrawlReport,
         while any(p.is_alive() for p in procs) or (not redis_lost and _others_busy(client, job)):
             time.sleep(TICK_S)
             redis_lost = not _merge_reports(client, job, report) or redis_lost
+            limit = job.options.max_products
+            if limit and report.products >= limit and not redis_lost:
+                with contextlib.suppress(Exception):  # every worker stops at its next tick
+                    client.set(f"{job.prefix}:stop", "max_products")
             if progress is not None:
                 progress(report.snapshot())
     except KeyboardInterrupt:
@@ -190,6 +194,9 @@ def _run_workers(settings: Settings, job: Job, client: Any, report: CrawlReport,
         pending = pending_requests(client, job.prefix)
     except Exception:
         return "stopped: redis lost"
+    if job.options.max_products and report.products >= job.options.max_products:
+        finish_job(client, job.prefix)
+        return "max_products"
     if pending:
         return "interrupted"  # requests left (workers stopped or killed): the next run continues
     finish_job(client, job.prefix)

@@ -128,6 +128,10 @@ class WorkerHeartbeat:
             return
         try:
             scheduler.release_finished(slot.inprogress)
+            stop = scheduler.server.get(f"{self.prefix}:stop")
+            if stop:  # the coordinator saw --max-products reached across the workers
+                self._close(stop.decode())
+                return
             busy = bool(slot.inprogress) or not engine.spider_is_idle()
             scheduler.server.set(f"{self.prefix}:alive:{self.me}", "busy" if busy else "idle",
                                  px=ALIVE_TTL_MS)
@@ -140,11 +144,14 @@ class WorkerHeartbeat:
             self._stop_for_redis()
 
     def _stop_for_redis(self) -> None:
+        self._close("redis lost")
+
+    def _close(self, reason: str) -> None:
         from scrapy.utils.defer import deferred_from_coro
 
         if self.loop is not None and self.loop.running:
             self.loop.stop()
-        deferred_from_coro(self.crawler.engine.close_spider_async(reason="redis lost"))
+        deferred_from_coro(self.crawler.engine.close_spider_async(reason=reason))
 
     def idle(self, spider: Any = None) -> None:
         """Stay while the frontier has work, or another worker may still add some."""

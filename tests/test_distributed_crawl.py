@@ -177,6 +177,9 @@ def test_robots_txt_holds_across_workers(storefront: Any, redis: Any, redis_url:
     assert code == 0, out
     disallowed = [p for p in storefront.hits if p.startswith("/account/")]
     assert not disallowed
+    # --max-products counts across the workers (a few more may be in flight at the stop)
+    assert 20 <= count_products(home) <= 40
+    assert rows(home, "select status from crawl_runs")[0] == "max_products"
 
 
 def test_many_shops_each_its_own_store(storefront: Any, redis: Any, redis_url: str,
