@@ -418,7 +418,7 @@ def find_job(client: Any, store_name: str | None) -> Job | None:
     for prefix in prefixes:
         raw = client.hget(f"{prefix}:job", "job")
         if raw is not None:
-            return pickle.loads(raw)  # type: ignore[no-any-return]
+            return pickle.loads(raw)
     return None
 
 
@@ -527,7 +527,7 @@ class RemoteWriter:
                 raise CrawlFailed("the catalog writer stopped") from exc
         if kind == "error":
             raise RuntimeError(value)
-        return value  # type: ignore[no-any-return]
+        return value
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):

@@ -15,7 +15,7 @@ from scraper.distributed import ALIVE_TTL_MS, POP_SCRIPT, TICK_S, RemoteWriter, 
 from scraper.pipelines import StoreProductPipeline
 
 
-class SharedScheduler(Scheduler):  # type: ignore[misc]
+class SharedScheduler(Scheduler):
     """scrapy-redis's scheduler, plus in-flight bookkeeping and a clean stop if Redis goes."""
 
     lost: str | None = None
@@ -28,7 +28,7 @@ class SharedScheduler(Scheduler):  # type: ignore[misc]
         instance.inflight_key = f"{prefix}:inflight:{me}"
         instance.popped = {}  # request -> its field in the in-flight hash
         instance.pop_script = instance.server.register_script(POP_SCRIPT)
-        return instance  # type: ignore[no-any-return]
+        return instance
 
     def _redis_failed(self, exc: BaseException) -> None:
         self.lost = self.lost or f"{type(exc).__name__}: {str(exc)[:160]}"
@@ -101,7 +101,7 @@ class WorkerHeartbeat:
 
     @property
     def scheduler(self) -> SharedScheduler:
-        return self.crawler.engine._slot.scheduler  # type: ignore[no-any-return]
+        return self.crawler.engine._slot.scheduler
 
     def opened(self, spider: Any = None) -> None:
         from twisted.internet.task import LoopingCall
