@@ -44,6 +44,15 @@ def serve(store_dir: str, ports: mp.Queue, stop: mp.Event) -> None:  # type: ign
         stop.wait()
 
 
+OPTIONS: dict[str, object] = {}  # CrawlOptions fields set from the command line
+
+
+def crawl_options() -> object:
+    from scraper.run import CrawlOptions
+
+    return CrawlOptions(**OPTIONS)  # type: ignore[arg-type]
+
+
 def crawl_once(url: str, work: Path, index: int) -> tuple[float, float, object]:
     """One crawl into a fresh catalog: (wall seconds, this process's CPU seconds, report)."""
     from catalog.settings import Settings
@@ -51,7 +60,7 @@ def crawl_once(url: str, work: Path, index: int) -> tuple[float, float, object]:
 
     settings = Settings.load(home=work / f"home-{index}", env={})
     cpu, started = cpu_seconds(), time.perf_counter()
-    report = crawl(settings, url)
+    report = crawl(settings, url, options=crawl_options())  # type: ignore[arg-type]
     return time.perf_counter() - started, cpu_seconds() - cpu, report
 
 
@@ -85,7 +94,8 @@ def crawl_workers_once(url: str, redis_url: str, workers: int, work: Path, index
     settings = Settings.load(home=work / f"home-w{workers}-{index}", env={})
     with open_catalog(settings) as catalog:
         started = time.perf_counter()
-        report = crawl_distributed(catalog, url, redis_url, workers)
+        report = crawl_distributed(catalog, url, redis_url, workers,
+                                   options=crawl_options())  # type: ignore[arg-type]
     return time.perf_counter() - started, report
 
 
@@ -135,7 +145,11 @@ def main() -> None:
                         help="also crawl with N worker processes on --redis")
     parser.add_argument("--redis", help="Redis URL for --workers (its db is flushed)")
     parser.add_argument("--no-anchor", action="store_true", help="skip `scrapy bench`")
+    parser.add_argument("--no-autothrottle", action="store_true",
+                        help="crawl without AutoThrottle (where the time goes: CPU or throttle)")
     args = parser.parse_args()
+    if args.no_autothrottle:
+        OPTIONS["autothrottle"] = False
 
     from scraper.sample_data import build_store
 
@@ -169,7 +183,12 @@ def main() -> None:
                       proc_cpu_seconds(server.pid) - server_cpu)
             if args.workers and args.redis:
                 server_cpu, crawler_cpu = proc_cpu_seconds(server.pid), crawler_cpu_seconds()
+                own = cpu_seconds()
                 elapsed, report = crawl_workers_once(url, args.redis, args.workers, work, i)
+                own = cpu_seconds() - own
+                print(f"  of which the coordinator and its catalog writer: "
+                      f"{1000 * own / max(report.products, 1):.1f} ms/product "  # type: ignore[attr-defined]
+                      f"({own / elapsed:.2f} cores)")
                 rate = report.products / elapsed  # type: ignore[attr-defined]
                 worker_rates.append(rate)
                 print(f"crawl {i + 1} with {args.workers} workers on Redis: "
