@@ -178,6 +178,11 @@ def _run_workers(settings: Settings, job: Job, client: Any, report: CrawlReport,
             if progress is not None:
                 progress(report.snapshot())
     except KeyboardInterrupt:
+        # Ctrl-C in a terminal reaches the workers too; a second one would cut their graceful
+        # stop short, so the signal is passed on only to workers still running after a while.
+        deadline = time.monotonic() + 5
+        while any(p.is_alive() for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.1)
         for proc in procs:
             if proc.is_alive() and proc.pid:
                 os.kill(proc.pid, signal.SIGINT)
