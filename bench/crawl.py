@@ -4,7 +4,7 @@
                                     [--workers N --redis redis://127.0.0.1:6379/0]
 
 Builds a storefront of N products (one image each) from the shared fashion data with
-`scraper.sample_data.build_store`, serves it from a child process on a free localhost port
+`scraper.demoshop.build_shop`, serves it from a child process on a free localhost port
 (the shop is another program, as in real life), and crawls it with `scraper.run.crawl` into a
 fresh catalog: pages fetched, extracted, images fetched, validated, hashed, stored, committed.
 The anchor is `scrapy bench` (Scrapy's own benchmark spider against its local server) run in
@@ -37,9 +37,9 @@ DEFAULT_SOURCE = ROOT.parent / "shared" / "datasets" / "fashion-products"
 
 
 def serve(store_dir: str, ports: mp.Queue, stop: mp.Event) -> None:  # type: ignore[type-arg]
-    from scraper.storefront import StoreServer
+    from scraper.demoshop import DemoShop
 
-    with StoreServer(Path(store_dir)) as server:
+    with DemoShop(Path(store_dir)) as server:
         ports.put(server.url)
         stop.wait()
 
@@ -151,10 +151,10 @@ def main() -> None:
     if args.no_autothrottle:
         OPTIONS["autothrottle"] = False
 
-    from scraper.sample_data import build_store
+    from scraper.demoshop import build_shop
 
     work = Path(tempfile.mkdtemp(prefix="slashcat-bench-crawl-"))
-    manifest = build_store(args.source, work / "store", limit=args.products)
+    manifest = build_shop(args.source, work / "store", limit=args.products)
     n = len(manifest["products"])
     print(f"store: {n:,} products (one image each) in {work / 'store'}")
 

@@ -34,17 +34,18 @@ from PIL import Image, ImageDraw, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from catalog.dedupe import components, distances, near_pairs
-from catalog.hashing import (
+from catalog.dedupe import (
     colour_signature,
+    components,
+    hamming,
     hash_bytes,
     hash_files,
-    normalise_signatures,
-    signature_file,
-    signature_similarity,
+    near_pairs,
 )
+from catalog.dedupe.verify import normalise_signatures, signature_file, signature_similarity
 
-IMAGES = Path("/work/shared/datasets/fashion-products/images")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"  # beside the repository
+IMAGES = SHARED / "datasets" / "fashion-products" / "images"
 THRESHOLDS = range(0, 17)
 MAIN = ("resize-50", "jpeg-q30", "brightness+15")  # the aim: recall >= .95 at precision >= .99
 SAME_PICTURE_MAE = 3.0  # grey levels over the product; a JPEG re-save of one photo stays under it
@@ -187,11 +188,11 @@ def evaluate(ph, dh, source, kind, group, dh_max=None, sig=None, cut=None):  # t
     """
     i, j, d = near_pairs(ph, max(THRESHOLDS))
     if dh_max == "same":  # fold the dHash distance into d: the pair counts at max of both
-        d = np.maximum(d, distances(dh[i], dh[j]))
+        d = np.maximum(d, hamming(dh[i], dh[j]))
         keep = d <= max(THRESHOLDS)
         i, j, d = i[keep], j[keep], d[keep]
     elif dh_max is not None:
-        keep = distances(dh[i], dh[j]) <= dh_max
+        keep = hamming(dh[i], dh[j]) <= dh_max
         i, j, d = i[keep], j[keep], d[keep]
     if cut is not None:
         keep = similar(sig, i, j) >= cut
@@ -205,11 +206,11 @@ def evaluate(ph, dh, source, kind, group, dh_max=None, sig=None, cut=None):  # t
             continue
         originals = np.array([np.flatnonzero((source == source[c]) & (kinds == "original"))[0]
                               for c in copies])
-        true_d = distances(ph[copies], ph[originals])
+        true_d = hamming(ph[copies], ph[originals])
         if dh_max == "same":
-            true_d = np.maximum(true_d, distances(dh[copies], dh[originals]))
+            true_d = np.maximum(true_d, hamming(dh[copies], dh[originals]))
         elif dh_max is not None:
-            true_d = np.where(distances(dh[copies], dh[originals]) <= dh_max, true_d, 99)
+            true_d = np.where(hamming(dh[copies], dh[originals]) <= dh_max, true_d, 99)
         if cut is not None:
             passes = similar(sig, copies, originals) >= cut
             true_d = np.where(passes, true_d, 99)

@@ -1,6 +1,6 @@
-"""Perceptual hashing speed and agreement: catalog.hashing against plain imagehash.
+"""Perceptual hashing speed and agreement: catalog.dedupe.hashing against plain imagehash.
 
-Hashes the shared shop photos from disk with `catalog.hashing.hash_files` (reduced JPEG
+Hashes the shared shop photos from disk with `catalog.dedupe.hashing.hash_files` (reduced JPEG
 decoding, batched matrix DCT, a process pool) and with the anchor, plain
 `imagehash.phash(Image.open(path))`, on one core (the process pinned to one CPU) and on all
 cores (a process pool for both), in the same run. Prints images/s, the ratio, medians over
@@ -29,10 +29,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import catalog.hashing
-from catalog.hashing import default_workers, hash_files
+from catalog.dedupe import hamming, hashing
+from catalog.dedupe.hashing import default_workers, hash_files
 
-IMAGES = Path("/work/shared/datasets/fashion-products/images")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"  # beside the repository
+IMAGES = SHARED / "datasets" / "fashion-products" / "images"
 
 
 def imagehash_chunk(paths: list[Path]) -> list[int]:
@@ -93,10 +94,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=0, help="hash only the first N images")
     parser.add_argument("--large", type=int, default=500, help="photos to re-encode at 896 px")
-    parser.add_argument("--min-side", type=int, default=catalog.hashing.MIN_DECODED_SIDE,
+    parser.add_argument("--min-side", type=int, default=hashing.MIN_DECODED_SIDE,
                         help="shortest side a reduced JPEG decode may leave (the default's is 32)")
     args = parser.parse_args()
-    catalog.hashing.MIN_DECODED_SIDE = args.min_side  # read at call time; forked workers too
+    hashing.MIN_DECODED_SIDE = args.min_side  # read at call time; forked workers too
     paths = sorted(IMAGES.glob("*.jpg"))[: args.limit or None]
     for p in paths:  # warm the page cache so both sides read from memory
         p.read_bytes()
@@ -115,7 +116,7 @@ def main() -> None:
 
     ok = batch.ok  # type: ignore[attr-defined]
     ref = np.array(ref_hashes, dtype=np.uint64)
-    dist = np.bitwise_count(batch.phash[ok] ^ ref[ok])  # type: ignore[attr-defined]
+    dist = hamming(batch.phash[ok], ref[ok])  # type: ignore[attr-defined]
     counts = np.bincount(dist, minlength=5)
     print(f"agreement with imagehash.phash over {int(ok.sum()):,} images: mean Hamming "
           f"{dist.mean():.3f}, max {dist.max()}, identical {counts[0] / len(dist):.1%}; "

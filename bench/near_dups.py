@@ -30,9 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from catalog.dedupe import near_pairs
+from catalog.dedupe import hamming, near_pairs
 
-IMAGES = Path("/work/shared/datasets/fashion-products/images")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"  # beside the repository
+IMAGES = SHARED / "datasets" / "fashion-products" / "images"
 REAL = Path("/tmp/slashcat-bench-real-phash.npy")
 K = 8
 
@@ -122,7 +123,8 @@ def child_imagededup(name: str, n: int) -> dict:
 
 
 def hex_hamming(a: str, b: str) -> int:
-    return (int(a, 16) ^ int(b, 16)).bit_count()
+    """imagededup's distance function takes hex strings."""
+    return int(hamming(int(a, 16), int(b, 16)))
 
 
 def import_imagededup_search():  # type: ignore[no-untyped-def]
@@ -155,7 +157,7 @@ def run_child(args: list[str], timeout: float | None = None) -> dict | None:
 
 
 def real_hashes() -> None:
-    from catalog.hashing import hash_files
+    from catalog.dedupe import hash_files
 
     batch = hash_files(sorted(IMAGES.glob("*.jpg")))
     np.save(REAL, batch.phash[batch.ok])

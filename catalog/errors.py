@@ -30,6 +30,11 @@ class ImageRejected(SlashcatError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
+class UnreadableImage(ImageRejected, ValueError):
+    """Bytes that the decoder refuses (truncated, corrupt). A ValueError too, as decoders'
+    own errors are, so callers that skip bad files catch one type."""
+
+
 class UnknownCategory(SlashcatError):
     pass
 

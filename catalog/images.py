@@ -1,13 +1,14 @@
-"""Validate image bytes (by content, never by name or Content-Type) and compute their facts."""
+"""Validate image bytes (by content, never by name or Content-Type) and compute their facts.
+
+Opening and decoding is catalog.imaging's; this module decides what is acceptable."""
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 
-from catalog.errors import ImageRejected, one_line
-from catalog.hashing import DRAFT_SIZE, image_hashes
+from catalog.dedupe.hashing import DRAFT_SIZE, image_hashes
+from catalog.errors import ImageRejected
+from catalog.imaging import decode, open_header
 from catalog.store import sha256_hex
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
@@ -63,61 +64,21 @@ def inspect_image(data: bytes, limits: Limits = Limits()) -> ImageFacts:
         if _looks_like_text(data):
             raise ImageRejected("not-an-image", "HTML or text served as an image")
         raise ImageRejected("unsupported-format", "not JPEG, PNG, WebP or GIF")
-    img = _open_checked(data, fmt, limits)
+    img = open_header(data, [fmt])
     try:
-        phash, dhash = image_hashes(img)
+        width, height = img.size  # before decoding: a JPEG's draft shrinks it
+        _check_size(width, height, limits)
+        # Decode only the luma, reduced for JPEG: all the hash needs, and the decode
+        # catalog.dedupe.hashing.decode_gray makes, so hashes at ingest equal a batch re-hash.
+        phash, dhash = image_hashes(decode(img, "L", DRAFT_SIZE))
     finally:
         img.close()
-    width, height = _header_size(data)
     return ImageFacts(sha256_hex(data), fmt, width, height, len(data), phash, dhash)
 
 
-def _header_size(data: bytes) -> tuple[int, int]:
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Image.open(io.BytesIO(data)) as img:
-            return img.size
-
-
-def _open_checked(data: bytes, fmt: str, limits: Limits):
-    """Read the header, refuse bombs and specks, then decode (reduced for JPEG) to catch damage.
-
-    The reduced JPEG decode is the one catalog.hashing.decode_gray makes, so hashes at ingest
-    equal those of a batch re-hash.
-    """
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(data), formats=[fmt])
-        except Image.DecompressionBombError as exc:
-            raise ImageRejected("too-many-pixels", str(exc)) from exc
-        except Exception as exc:
-            raise ImageRejected(_reason(exc), one_line(exc)) from exc
-        width, height = img.size
-        if width * height > limits.max_pixels:
-            img.close()
-            raise ImageRejected(
-                "too-many-pixels", f"{width}x{height} > {limits.max_pixels} pixels"
-            )
-        if min(width, height) < limits.min_side:
-            img.close()
-            raise ImageRejected("too-small", f"{width}x{height} < {limits.min_side} px")
-        try:
-            if fmt == "JPEG":  # decode only the luma, reduced: all the hash needs
-                img.draft("L", DRAFT_SIZE)
-            img.seek(0)  # the first frame of an animation
-            img.load()
-        except Exception as exc:
-            img.close()
-            raise ImageRejected(_reason(exc), one_line(exc)) from exc
-    return img
-
-
-def _reason(exc: BaseException) -> str:
-    return "truncated" if "truncated" in str(exc).lower() else "corrupt"
-
-
+def _check_size(width: int, height: int, limits: Limits) -> None:
+    """Refuse bombs and specks from the header, before decoding anything."""
+    if width * height > limits.max_pixels:
+        raise ImageRejected("too-many-pixels", f"{width}x{height} > {limits.max_pixels} pixels")
+    if min(width, height) < limits.min_side:
+        raise ImageRejected("too-small", f"{width}x{height} < {limits.min_side} px")

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from catalog.categories import mapped_category, normalise_path
 from catalog.db import Catalog
+from catalog.dedupe import to_signed
 from catalog.errors import ImageRejected, InvalidInput
-from catalog.hashing import to_signed
 from catalog.images import ImageFacts, Limits, inspect_image
 from catalog.ingest import get_or_create_store
 from catalog.models import CrawlRun, Image, Label, Product, ProductImage, utcnow

@@ -8,15 +8,16 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalog.dedupe import to_signed
 from catalog.errors import ImageRejected
-from catalog.hashing import to_signed
 from catalog.images import ImageFacts, Limits, inspect_image
 from catalog.models import Image, ImageSource, Product, ProductImage, Store, utcnow
 from catalog.store import ImageStore, sha256_hex
 
 ImageStatus = Literal["new", "duplicate", "rejected"]
 ProductStatus = Literal["new", "updated", "unchanged"]
-PRODUCT_FIELDS = ("external_id", "title", "brand", "price", "currency", "category_path")
+PRODUCT_FIELDS = ("external_id", "title", "brand", "price", "currency", "category_path",
+                  "field_sources")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from classifier.errors import MissingWeights, ModelFileError
 
 DEFAULT_ARCH = "compact"
 BACKBONES = ("efficientnetb0", "mobilenetv3small")
-ARCHITECTURES = ("compact", "seed", *BACKBONES)
+PRETRAINED = "lite0"  # EfficientNet-Lite0, ImageNet weights from a pip package (backbones/)
+ARCHITECTURES = (PRETRAINED, "compact", "seed", *BACKBONES)
 
 
 def build_model(
@@ -26,6 +27,11 @@ def build_model(
         return build_seed(input_shape, num_classes)
     if arch == "compact":
         return build_compact(input_shape, num_classes)
+    if arch == PRETRAINED:
+        from classifier.backbones.weights import pretrained_lite0
+        from classifier.transfer import build_classifier
+
+        return build_classifier(pretrained_lite0(input_shape), num_classes)
     if arch in BACKBONES:
         return build_backbone(input_shape, num_classes, arch, weights)
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")

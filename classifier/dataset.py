@@ -18,8 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.categories import path_at_level
+from catalog.dedupe import Cluster, canonical_clusters
 from catalog.labels import PRECEDENCE, current_labels
-from catalog.models import Image, ProductImage
+from catalog.models import ProductImage
 from catalog.splits import SplitItem, assign_splits
 from catalog.store import ImageStore
 from classifier.errors import NotEnoughClasses
@@ -86,36 +87,6 @@ class Dataset:
         return h.hexdigest()
 
 
-@dataclass(frozen=True)
-class Cluster:
-    """A dedupe cluster as the classifier sees it."""
-
-    canonical_id: int
-    cluster_id: int | None
-    path: str
-    sha256: str
-    image_ids: tuple[int, ...]
-
-
-def clusters(session: Session) -> list[Cluster]:
-    """Every cluster of usable images, with its canonical image (NULL cluster = its own)."""
-    rows = session.execute(
-        select(Image.id, Image.path, Image.sha256, Image.cluster_id, Image.is_canonical)
-        .where(Image.rejected_reason.is_(None), Image.path.is_not(None))
-        .order_by(Image.id)
-    ).all()
-    groups: dict[tuple[str, int], list[tuple[int, str, str, bool]]] = defaultdict(list)
-    for image_id, path, sha, cluster_id, canonical in rows:
-        key = ("c", cluster_id) if cluster_id is not None else ("i", image_id)
-        groups[key].append((image_id, path or "", sha, bool(canonical)))
-    out = []
-    for (kind, number), members in groups.items():
-        head = next((m for m in members if m[3]), members[0])
-        ids = tuple(m[0] for m in members)
-        out.append(Cluster(head[0], number if kind == "c" else None, head[1], head[2], ids))
-    return out
-
-
 def image_products(session: Session) -> dict[int, list[int]]:
     """image id -> ids of the products that show it."""
     out: dict[int, list[int]] = defaultdict(list)
@@ -145,7 +116,7 @@ def labelled_clusters(session: Session, spec: DatasetSpec) -> list[tuple[Cluster
     }
     products = image_products(session)
     out = []
-    for cluster in clusters(session):
+    for cluster in canonical_clusters(session):
         pids = [p for image_id in cluster.image_ids for p in products.get(image_id, [])]
         label = cluster_label(pids, labels)
         if label is not None:

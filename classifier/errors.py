@@ -33,3 +33,11 @@ class TrainingInterrupted(ClassifierError):
 
 class MissingWeights(ClassifierError):
     """A pretrained backbone was asked for without a local weights file."""
+
+
+class WeightsFileError(MissingWeights):
+    """A pretrained weights file that is missing, altered or not what it should be."""
+
+
+class UnsafeWeights(WeightsFileError):
+    """A weights file whose pickle names code to run: refused before anything runs."""

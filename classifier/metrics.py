@@ -37,29 +37,20 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """The temperature that minimises the negative log-likelihood of `labels`.
 
-    A golden-section search over log T (the NLL is unimodal in it), bounded so that a tiny
-    validation split cannot set an extreme temperature.
+    SciPy's bounded scalar search over log T (the NLL is unimodal in it), bounded so that a
+    tiny validation split cannot set an extreme temperature.
     """
+    from scipy.optimize import minimize_scalar
+
     if len(labels) == 0:
         return 1.0
 
     def loss(log_t: float) -> float:
         return nll(calibrated(probs, float(np.exp(log_t))), labels)
 
-    lo, hi = np.log(0.25), np.log(10.0)
-    ratio = (np.sqrt(5) - 1) / 2
-    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    fa, fb = loss(a), loss(b)
-    for _ in range(40):
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - ratio * (hi - lo)
-            fa = loss(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + ratio * (hi - lo)
-            fb = loss(b)
-    return float(np.exp((lo + hi) / 2))
+    found = minimize_scalar(loss, bounds=(np.log(0.25), np.log(10.0)), method="bounded",
+                            options={"xatol": 1e-6})
+    return float(np.exp(found.x))
 
 
 def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from catalog.errors import one_line
-from catalog.hashing import jpeg_frame, read_file
+from catalog.imaging import jpeg_frame, open_image, read_file
 
 BACKGROUND = 255  # product photos sit on white
 DECODE_BATCH = 128
@@ -73,21 +72,10 @@ def _to_bgr(img: np.ndarray) -> np.ndarray:
 
 
 def _decode_pillow(data: bytes) -> np.ndarray:
-    """The fallback for what OpenCV cannot read; ValueError if Pillow cannot either."""
-    import io
-    import warnings
-
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                img.seek(0)  # the first frame of an animation
-                rgba = np.asarray(img.convert("RGBA"))
-        except Exception as exc:
-            raise ValueError(one_line(exc)) from exc
-    return _to_bgr(np.ascontiguousarray(rgba[:, :, [2, 1, 0, 3]]))
+    """The fallback for what OpenCV cannot read; UnreadableImage (a ValueError) if Pillow
+    cannot either."""
+    rgb = np.asarray(open_image(data, "RGB"))
+    return np.ascontiguousarray(rgb[:, :, ::-1])  # BGR, as OpenCV gives
 
 
 def decode_bgr(data: bytes, size: int) -> np.ndarray:

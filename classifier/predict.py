@@ -17,12 +17,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from catalog.db import Catalog
+from catalog.dedupe import canonical_clusters
 from catalog.errors import ImageRejected, InvalidInput, one_line
 from catalog.images import Limits, inspect_image
 from catalog.labels import current_labels
 from catalog.models import Category, Model, Prediction, Product, ProductImage
 from classifier.backend import load_tensorflow
-from classifier.dataset import clusters
 from classifier.errors import ClassMismatch, ImageSizeMismatch
 from classifier.metrics import calibrated
 from classifier.registry import get_model, load_keras, model_path
@@ -193,7 +193,7 @@ def plan_work(session: Session, catalog: Catalog, model_id: int, scope: str,
     report.already = len(products & done)
     todo = products - done
     canonical: dict[int, tuple[int, str]] = {}
-    for c in clusters(session):
+    for c in canonical_clusters(session):
         for image_id in c.image_ids:
             canonical[image_id] = (c.canonical_id, c.path)
     first: dict[int, int] = {}

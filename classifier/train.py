@@ -28,6 +28,7 @@ from classifier.dataset import Dataset, DatasetSpec, build_dataset
 from classifier.errors import NotEnoughClasses, TrainingInterrupted
 from classifier.pipeline import decode_files, training_stream
 from classifier.registry import activate, active_model, next_version, register
+from classifier.transfer import LITE0, LITE0_SIZE
 
 DEFAULT_IMAGE_SIZE = 64
 RESERVE_S = 5.0  # kept back from a time budget for calibration and saving
@@ -40,7 +41,7 @@ class TrainConfig:
     other: bool = False
     sources: tuple[str, ...] = ("human", "store")
     arch: str = DEFAULT_ARCH
-    image_size: int = DEFAULT_IMAGE_SIZE
+    image_size: int | None = None  # None: 224 for lite0 (its ImageNet size), 64 otherwise
     epochs: int = 40
     batch_size: int = 32
     time_budget_min: float | None = None
@@ -51,6 +52,12 @@ class TrainConfig:
     augment: bool = True
     activate: bool | None = None  # None: activate when no model is active yet
 
+    @property
+    def size(self) -> int:
+        if self.image_size is not None:
+            return self.image_size
+        return LITE0_SIZE if self.arch == LITE0 else DEFAULT_IMAGE_SIZE
+
     def dataset_spec(self) -> DatasetSpec:
         return DatasetSpec(self.level, self.min_per_class, self.other, self.sources)
 
@@ -58,13 +65,14 @@ class TrainConfig:
         out = asdict(self)
         out["weights"] = str(self.weights) if self.weights else None
         out["sources"] = list(self.sources)
+        out["image_size"] = self.size
         return out
 
     def check(self) -> None:
         if self.arch not in ARCHITECTURES:
             raise InvalidInput(f"unknown --arch {self.arch!r}; choose {', '.join(ARCHITECTURES)}")
-        if not 32 <= self.image_size <= 512:
-            raise InvalidInput(f"--image-size {self.image_size} must be between 32 and 512")
+        if not 32 <= self.size <= 512:
+            raise InvalidInput(f"--image-size {self.size} must be between 32 and 512")
         if self.epochs < 1 or self.batch_size < 1:
             raise InvalidInput("--epochs and --batch-size must be at least 1")
         if self.time_budget_min is not None and self.time_budget_min <= 0:
@@ -125,12 +133,14 @@ class TrainResult:
     curves_png: Path | None
     activated: bool
     history: dict[str, list[float]] = field(default_factory=dict)
+    kept: str | None = None  # lite0: "head" (on embeddings) or "fine-tuned"
 
 
 @dataclass
 class Arrays:
     images: np.ndarray
     labels: np.ndarray  # class indices
+    shas: list[str] = field(default_factory=list)  # the images' sha256 (embedding keys)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -150,8 +160,10 @@ def split_arrays(
     index = {name: i for i, name in enumerate(data.classes)}
     splits = np.array([data.examples[i].split for i in decoded.index])
     labels = np.array([index[data.examples[i].label] for i in decoded.index], dtype=np.int64)
+    shas = np.array([data.examples[i].sha256 for i in decoded.index], dtype=object)
     out = {
-        name: Arrays(decoded.images[splits == name], labels[splits == name])
+        name: Arrays(decoded.images[splits == name], labels[splits == name],
+                     shas[splits == name].tolist())
         for name in ("train", "val", "test")
     }
     return out, [paths[i] for i in decoded.failed]
@@ -194,72 +206,6 @@ class Plan:
         return self.done >= self.epochs
 
 
-def _callbacks(
-    plan: Plan, steps: int, peak_lr: float, schedule: bool, patience: int,
-    progress: TrainProgress | None, state: dict[str, Any], train_set: Arrays, val_set: Arrays,
-) -> list[Any]:
-    import keras
-
-    class Schedule(keras.callbacks.Callback):
-        """Linear warm-up then cosine decay over the planned epochs (one-cycle-like)."""
-
-        def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
-            total = max(1, plan.epochs * steps)
-            t = state["epoch"] * steps + batch
-            warm = max(1, min(total // 20, 3 * steps))
-            if t < warm:
-                lr = peak_lr * (t + 1) / warm
-            else:
-                frac = min(1.0, (t - warm) / max(1, total - warm))
-                lr = peak_lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
-            self.model.optimizer.learning_rate.assign(lr)
-
-    class Watch(keras.callbacks.Callback):
-        """Keeps the best weights (val accuracy, then val loss), stops early, reports epochs."""
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            state["epoch"] = epoch
-            state["t0"] = time.monotonic()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            logs = logs if logs is not None else {}
-            # Validate with BatchNorm statistics of the current weights (see recalibrate_...).
-            if "refresh" not in state:
-                state["refresh"] = batchnorm_refresher(self.model)
-            pick = np.random.default_rng(epoch).permutation(len(train_set))[:REFRESH_BATCH]
-            state["refresh"](train_set.images[np.sort(pick)].astype(np.float32))
-            probs = predict_arrays(self.model, val_set.images)
-            logs["val_loss"] = M.nll(probs, val_set.labels)
-            logs["val_accuracy"] = float((probs.argmax(1) == val_set.labels).mean())
-            score = (logs.get("val_accuracy", 0.0), -logs.get("val_loss", 0.0))
-            best = state.get("best") is None or score > state["best"]
-            if best:
-                state.update(best=score, best_epoch=epoch + 1, weights=self.model.get_weights())
-            for key, value in logs.items():
-                state["history"].setdefault(key, []).append(float(value))
-            plan.update(epoch + 1)
-            if epoch + 1 - state["best_epoch"] >= patience:
-                state["stop"] = "early stopping (validation stopped improving)"
-                self.model.stop_training = True
-            elif plan.out_of_time and plan.epochs < state["requested"]:
-                state["stop"] = "time budget"
-                self.model.stop_training = True
-            if progress:
-                lr = float(np.asarray(self.model.optimizer.learning_rate))
-                stats = EpochStats(
-                    epoch + 1, plan.epochs, float(logs.get("loss", 0)),
-                    float(logs.get("accuracy", 0)), float(logs.get("val_loss", 0)),
-                    float(logs.get("val_accuracy", 0)), lr, time.monotonic() - state["t0"],
-                    time.monotonic() - plan.started, best,
-                )
-                progress(TrainEvent("epoch", epoch + 1, plan.epochs, stats))
-
-    out: list[Any] = [Watch()]
-    if schedule:
-        out.insert(0, Schedule())
-    return out
-
-
 def compile_model(model: Any, arch: str, lr: float | None) -> tuple[float, bool]:
     """Adam and plain cross-entropy for the seed; AdamW, label smoothing, a schedule otherwise."""
     import keras
@@ -283,18 +229,27 @@ def compile_model(model: Any, arch: str, lr: float | None) -> tuple[float, bool]
     return rate, True
 
 
+def batchnorm_layers(model: Any) -> list[Any]:
+    """Every BatchNormalization layer, nested models included (public Keras API only)."""
+    import keras
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif hasattr(layer, "layers"):
+            found.extend(batchnorm_layers(layer))
+    return found
+
+
 def recalibrate_batchnorm(model: Any, images: np.ndarray, seed: int, limit: int = 2048) -> None:
     """Recompute BatchNorm statistics from training images with the final weights.
 
     The moving averages lag behind weights that change fast, which hurts most when a small
     catalog gives few steps; averaging exact batch statistics fixes that ("precise BN").
     """
-    import keras
 
-    norms = [
-        layer for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
+    norms = batchnorm_layers(model)
     if not norms or len(images) == 0:
         return
     rng = np.random.default_rng(seed)
@@ -318,13 +273,9 @@ def batchnorm_refresher(model: Any) -> Callable[[np.ndarray], None]:
 
     Cheap enough for every epoch; `recalibrate_batchnorm` averages more batches at the end.
     """
-    import keras
     import tensorflow as tf
 
-    norms = [
-        layer for layer in model._flatten_layers(include_self=False, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
+    norms = batchnorm_layers(model)
     saved = [layer.momentum for layer in norms]
 
     @tf.function(reduce_retracing=True)
@@ -365,26 +316,27 @@ def time_input(stream: Any, batches: int = 12) -> float:
     return 1000 * (time.perf_counter() - t0) / max(1, n)
 
 
-def train(
-    catalog: Catalog, config: TrainConfig = TrainConfig(), progress: TrainProgress | None = None
-) -> TrainResult:
-    """Train a model on the catalog's current labels and register it (see module doc)."""
-    load_tensorflow()  # once, quietly (see classifier.backend)
-    import keras
+@dataclass
+class Fitted:
+    """A trained (uncalibrated) model and how its training went."""
 
-    config.check()
-    started = time.monotonic()
-    keras.utils.set_random_seed(config.seed)
-    with catalog.session() as session:
-        data = build_dataset(session, catalog.store, config.dataset_spec())
-    arrays, skipped = split_arrays(data, config.image_size, progress)
-    train_set, val_set = arrays["train"], arrays["val"]
-    if len(set(train_set.labels.tolist())) < 2:
-        raise NotEnoughClasses("fewer than 2 classes left in the training split after decoding")
-    if len(val_set) == 0:  # a tiny catalog: validate on the training images rather than none
-        val_set = train_set
-    n = len(data.classes)
-    size = config.image_size
+    model: Any
+    history: dict[str, list[float]]
+    epochs_run: int
+    best_epoch: int
+    stop_reason: str
+    train_seconds: float
+    input_ms: float
+    step_ms: float
+    kept: str | None = None  # lite0: "head" or "fine-tuned"
+
+
+def fit_scratch(config: TrainConfig, n: int, train_set: Arrays, val_set: Arrays,
+                budget: float | None, progress: TrainProgress | None) -> Fitted:
+    """compact, seed and the keras.applications backbones: train the whole network."""
+    from classifier.callbacks import CosineSchedule, KeepBest, RunState
+
+    size = config.size
     model = build_model((size, size, 3), n, config.arch, config.weights)
     peak_lr, schedule = compile_model(model, config.arch, config.learning_rate)
     weights = (
@@ -398,46 +350,87 @@ def train(
         config.augment,
     )
     input_ms = time_input(stream)
+    plan = Plan(config.epochs, budget)
+    steps = math.ceil(len(train_set) / config.batch_size)
+    run = RunState(requested=config.epochs)
+    callbacks: list[Any] = [KeepBest(plan, config.patience, progress, run, train_set, val_set)]
+    if schedule:
+        callbacks.insert(0, CosineSchedule(plan, steps, peak_lr, run))
+    fit_start = time.monotonic()
+    model.fit(stream, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=0)
+    train_seconds = time.monotonic() - fit_start
+    if run.weights is not None:
+        model.set_weights(run.weights)
+    recalibrate_batchnorm(model, train_set.images, config.seed)
+    epochs_run = len(run.history.get("loss", []))
+    return Fitted(model, run.history, epochs_run, run.best_epoch, run.stop, train_seconds,
+                  input_ms, 1000 * train_seconds / max(1, epochs_run * steps))
+
+
+def fit_pretrained(catalog: Catalog, config: TrainConfig, n: int, train_set: Arrays,
+                   val_set: Arrays, budget: float | None,
+                   progress: TrainProgress | None) -> Fitted:
+    """lite0: head on cached embeddings, then fine-tuning if it validates better."""
+    from classifier.transfer import fit_lite0
+
+    out = fit_lite0(config, n, train_set, val_set, catalog.settings.home / "embeddings",
+                    budget, progress)
+    steps = math.ceil(len(train_set) / config.batch_size)
+    seconds = out.embed_seconds + out.head_seconds + out.fine_seconds
+    return Fitted(out.model, out.history, out.epochs_run, out.best_epoch, out.stop_reason,
+                  seconds, out.input_ms_per_batch,
+                  1000 * out.fine_seconds / max(1, out.epochs_run * steps), out.kept)
+
+
+def train(
+    catalog: Catalog, config: TrainConfig = TrainConfig(), progress: TrainProgress | None = None
+) -> TrainResult:
+    """Train a model on the catalog's current labels and register it (see module doc)."""
+    load_tensorflow()  # once, quietly (see classifier.backend)
+    import keras
+
+    config.check()
+    started = time.monotonic()
+    keras.utils.set_random_seed(config.seed)
+    with catalog.session() as session:
+        data = build_dataset(session, catalog.store, config.dataset_spec())
+    arrays, skipped = split_arrays(data, config.size, progress)
+    train_set, val_set = arrays["train"], arrays["val"]
+    if len(set(train_set.labels.tolist())) < 2:
+        raise NotEnoughClasses("fewer than 2 classes left in the training split after decoding")
+    if len(val_set) == 0:  # a tiny catalog: validate on the training images rather than none
+        val_set = train_set
+    n = len(data.classes)
     budget = None
     if config.time_budget_min is not None:
-        budget = config.time_budget_min * 60 - (time.monotonic() - started) - RESERVE_S
-    plan = Plan(config.epochs, max(1.0, budget) if budget is not None else None)
-    steps = math.ceil(len(train_set) / config.batch_size)
-    state: dict[str, Any] = {
-        "epoch": 0, "history": {}, "best": None, "best_epoch": 0,
-        "stop": "all epochs", "requested": config.epochs,
-    }
-    callbacks = _callbacks(
-        plan, steps, peak_lr, schedule, config.patience, progress, state, train_set, val_set
-    )
-    fit_start = time.monotonic()
+        budget = max(1.0, config.time_budget_min * 60 - (time.monotonic() - started)
+                     - RESERVE_S)
     try:
-        model.fit(stream, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=0)
+        if config.arch == LITE0:
+            fitted = fit_pretrained(catalog, config, n, train_set, val_set, budget, progress)
+        else:
+            fitted = fit_scratch(config, n, train_set, val_set, budget, progress)
     except KeyboardInterrupt:
         raise TrainingInterrupted("training interrupted; no model was registered") from None
-    train_seconds = time.monotonic() - fit_start
-    if state.get("weights") is not None:
-        model.set_weights(state["weights"])
-    recalibrate_batchnorm(model, train_set.images, config.seed)
+    model = fitted.model
     if progress:
         progress(TrainEvent("calibrate"))
     val_probs = predict_arrays(model, val_set.images)
     temperature = M.fit_temperature(val_probs, val_set.labels)
-    epochs_run = len(state["history"].get("loss", []))
     result = TrainResult(
         version="", model_id=0, path=Path(), task=data.task, architecture=config.arch,
-        image_size=size, classes=list(data.classes),
+        image_size=config.size, classes=list(data.classes),
         split_sizes={k: len(v) for k, v in arrays.items()},
-        dropped=data.dropped, merged=data.merged, skipped=skipped, epochs_run=epochs_run,
-        best_epoch=state["best_epoch"], stop_reason=state["stop"],
-        train_seconds=train_seconds, total_seconds=0.0,
+        dropped=data.dropped, merged=data.merged, skipped=skipped,
+        epochs_run=fitted.epochs_run, best_epoch=fitted.best_epoch,
+        stop_reason=fitted.stop_reason,
+        train_seconds=fitted.train_seconds, total_seconds=0.0,
         val_accuracy=float((val_probs.argmax(1) == val_set.labels).mean()),
         temperature=temperature,
         val_ece_before=M.ece(val_probs, val_set.labels),
         val_ece_after=M.ece(M.calibrated(val_probs, temperature), val_set.labels),
-        input_ms_per_batch=input_ms,
-        step_ms_per_batch=1000 * train_seconds / max(1, epochs_run * steps),
-        curves_png=None, activated=False, history=state["history"],
+        input_ms_per_batch=fitted.input_ms, step_ms_per_batch=fitted.step_ms,
+        curves_png=None, activated=False, history=fitted.history, kept=fitted.kept,
     )
     if progress:
         progress(TrainEvent("save"))
@@ -459,6 +452,7 @@ def _metrics(config: TrainConfig, data: Dataset, result: TrainResult) -> dict[st
             "epochs_run": result.epochs_run,
             "best_epoch": result.best_epoch,
             "stop_reason": result.stop_reason,
+            "kept": result.kept,
             "seconds": round(result.train_seconds, 2),
             "input_ms_per_batch": round(result.input_ms_per_batch, 2),
             "step_ms_per_batch": round(result.step_ms_per_batch, 2),
@@ -493,7 +487,7 @@ def save_and_register(
                 version=version,
                 task=data.task,
                 architecture=config.arch,
-                image_size=config.image_size,
+                image_size=config.size,
                 classes=list(data.classes),
                 training_fingerprint=data.fingerprint(repr(sorted(config.as_dict().items()))),
                 metrics=_metrics(config, data, result),

@@ -111,13 +111,13 @@ def run_demo(
     on_progress: OnProgress = lambda done, total: None,
 ) -> DemoResult:
     """Crawl the sample shop, dedupe, train, evaluate, predict, accept, export."""
-    from scraper.storefront import SAMPLE_STORE, StoreServer
+    from scraper.demoshop import SAMPLE_SHOP, DemoShop
 
-    root = options.store_root or SAMPLE_STORE
+    root = options.store_root or SAMPLE_SHOP
     result = DemoResult(home=catalog.settings.home, catalog_path=_catalog_path(catalog))
     stages = Stages(result, on_stage)
     with stages.stage("storefront") as st:
-        server = StoreServer(root)
+        server = DemoShop(root)
         server.start()
         result.store_url = server.url
         st.summary = f"serving {len(server.manifest['products'])} products at {server.url}"

@@ -20,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, OptionList, Static
 
 from catalog.errors import SlashcatError
+from catalog.imaging import read_file, thumbnail
 from catalog.review import ReviewItem, ReviewSession
 
 IMAGE_MODES = ("auto", "halfcell", "sixel", "tgp", "unicode", "none")
@@ -77,16 +78,10 @@ def picture_size(image_class: type[Any] | None) -> tuple[int, int]:
 def load_picture(path: str, size: tuple[int, int]) -> Any:
     """The image decoded at no more than the size it is drawn at (JPEG draft mode makes a big
     photo decode at 1/2..1/8 scale); None if the file is missing or unreadable."""
-    from PIL import Image as PILImage
-
     try:
-        with PILImage.open(path) as picture:
-            picture.draft("RGB", size)
-            small = picture.convert("RGB")
+        return thumbnail(read_file(path), size)
     except (OSError, ValueError):
         return None
-    small.thumbnail(size)
-    return small
 
 
 def bar(probability: float, width: int = BAR_WIDTH) -> Text:

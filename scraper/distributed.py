@@ -40,7 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 from catalog.db import Catalog, open_catalog, retry_locked
 from catalog.images import Limits
 from catalog.settings import Settings
-from scraper.errors import BadStartUrl, CrawlFailed
+from scraper.errors import BadStartUrl, CrawlFailed, ItemNotSaved
 from scraper.persist import SaveOutcome, finish_run, save_product, start_run
 from scraper.report import COUNTERS, KEEP_DETAILS, CrawlReport
 from scraper.run import CrawlContext, CrawlOptions, Progress, check_start_url, scrapy_settings

@@ -17,5 +17,5 @@ class CrawlFailed(ScraperError):
     """The crawl could not run to its end (the reason is in the message)."""
 
 
-class BlockedAddress(ScraperError):
-    """A request was refused because its host resolves to a private address."""
+class ItemNotSaved(ScraperError):
+    """The catalog writer could not save one crawled product (the crawl goes on)."""

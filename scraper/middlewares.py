@@ -17,6 +17,10 @@ from scraper.net import AddressPolicy, active_policy
 BLOCKED = "slashcat_blocked"  # request.meta key set when the guard refused a request
 
 
+class AddressRefused(IgnoreRequest):
+    """The address guard refused a request (its host is internal)."""
+
+
 class AddressGuardMiddleware:
     """Refuse requests (links, redirects, images) to internal addresses; see scraper.net."""
 
@@ -45,7 +49,7 @@ class AddressGuardMiddleware:
         report = getattr(self.crawler.spider, "report", None)
         if report is not None:
             report.refused(request.url)
-        raise IgnoreRequest(f"blocked-address: {reason}")
+        raise AddressRefused(f"blocked-address: {reason}")
 
 
 class RetryBackoffMiddleware:

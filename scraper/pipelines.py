@@ -13,13 +13,19 @@ from typing import Any
 
 from scrapy import Request
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DropItem, IgnoreRequest
+from scrapy.exceptions import (
+    DownloadCancelledError,
+    DownloadTimeoutError,
+    DropItem,
+    IgnoreRequest,
+)
 from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet.error import TCPTimedOutError, TimeoutError
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
 from scraper.items import ProductItem
-from scraper.middlewares import BLOCKED
+from scraper.middlewares import BLOCKED, AddressRefused
 from scraper.persist import (
     FetchedImage,
     all_source_urls,
@@ -157,9 +163,11 @@ def header(headers: Any, name: bytes) -> str | None:
 
 def refusal_code(request: Request, exc: IgnoreRequest) -> str:
     """Why a request was refused on our side, as one of scraper.persist.REFUSALS."""
-    text = str(exc).lower()
-    if request.meta.get(BLOCKED) or "blocked-address" in text:
+    # The guard marks a redirect it refused even when the off-site filter drops it first.
+    if isinstance(exc, AddressRefused) or request.meta.get(BLOCKED):
         return "blocked-address"
+    # Scrapy raises a plain IgnoreRequest for both; only its message tells them apart.
+    text = str(exc).lower()
     if "offsite" in text:
         return "offsite"
     if "robots" in text:
@@ -168,10 +176,8 @@ def refusal_code(request: Request, exc: IgnoreRequest) -> str:
 
 
 def describe_failure(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    lowered = text.lower()
-    if "maxsize" in lowered or "max size" in lowered or "larger than" in lowered:
+    if isinstance(exc, DownloadCancelledError):  # Scrapy cancels only at the size cap
         return "too-large"
-    if "timeout" in lowered or "timed out" in lowered or "TimeoutError" in type(exc).__name__:
+    if isinstance(exc, DownloadTimeoutError | TimeoutError | TCPTimedOutError):
         return "timeout"
-    return f"{type(exc).__name__}: {text[:120]}"
+    return f"{type(exc).__name__}: {(str(exc) or type(exc).__name__)[:120]}"

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from catalog.db import Catalog, open_catalog
+from catalog.errors import InvalidInput
 from catalog.images import Limits
 from catalog.settings import Settings
 from scraper.errors import BadStartUrl, CrawlFailed
@@ -109,9 +110,14 @@ def check_start_url(url: str) -> str:
     url = url.strip()
     if "://" not in url:
         url = "https://" + url
-    parts = urlsplit(url)
+    bad = BadStartUrl(f"cannot crawl {url!r}: give an http(s) URL such as https://shop.example")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a port out of range raises here)
+    except ValueError as exc:  # an unclosed "[", a bad IPv6 address
+        raise bad from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadStartUrl(f"cannot crawl {url!r}: give an http(s) URL such as https://shop.example")
+        raise bad
     return url
 
 
@@ -120,7 +126,7 @@ def _merge(opts: CrawlOptions, max_products: int | None,
     from dataclasses import replace
 
     if max_products is not None and max_products < 1:
-        raise BadStartUrl(f"--max-products must be at least 1, not {max_products}")
+        raise InvalidInput(f"--max-products must be at least 1, not {max_products}")
     extra = tuple(d.strip().lower() for d in allow_domains if d.strip())
     return replace(opts, max_products=max_products or opts.max_products,
                    allow_domains=tuple(dict.fromkeys(opts.allow_domains + extra)))

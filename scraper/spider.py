@@ -16,19 +16,14 @@ from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
-from scraper.extract import (
-    ProductData,
-    extract_page,
-    parse_sitemap,
-    robots_sitemaps,
-    shopify_products,
-)
+from scraper.extract import ProductData, extract_page, shopify_products
 from scraper.items import ProductItem
 
 SITEMAP_PRIORITY, PRODUCT_PRIORITY, PAGINATION_PRIORITY, PAGE_PRIORITY = 30, 20, 5, 0
 SHOPIFY_PAGE_SIZE = 250
 PAGINATION_KEYS = re.compile(r"(^|&)(page|p|pg|start|offset)=\d+", re.I)
 SITEMAP_MAX_BYTES = 50 * 1024 * 1024
+IMAGE_NS = "{http://www.google.com/schemas/sitemap-image/1.1}"
 
 
 def listing_key(url: str) -> str:
@@ -57,6 +52,7 @@ class StoreSpider(scrapy.Spider):
         self.links_seen: set[str] = set()
         self.listing_links: dict[str, set[str]] = {}
         self.sitemap_images: dict[str, list[str]] = {}
+        self.woocommerce_asked = False  # the Store API is asked once, when a page shows WooCommerce
 
     # ---- starting points -----------------------------------------------------------------
 
@@ -81,8 +77,10 @@ class StoreSpider(scrapy.Spider):
     # ---- callbacks -----------------------------------------------------------------------
 
     def parse_robots(self, response: Response) -> Iterator[scrapy.Request]:
+        from scrapy.utils.sitemap import sitemap_urls_from_robots
+
         self.report.add(pages=1)
-        for url in robots_sitemaps(response.text if _is_text(response) else ""):
+        for url in sitemap_urls_from_robots(response.body, base_url=response.url):
             yield scrapy.Request(url, self.parse_sitemap, priority=SITEMAP_PRIORITY,
                                  errback=self.failed, meta={"slashcat_probe": True})
 
@@ -96,18 +94,18 @@ class StoreSpider(scrapy.Spider):
             except Exception:  # not gzip after all, or too big
                 self.report.error(f"unreadable sitemap {response.url}")
                 return
-        entries = parse_sitemap(body)
-        if not entries.kind:
+        sitemap = read_sitemap(body)
+        if sitemap is None or sitemap.type not in ("urlset", "sitemapindex"):
             return
         self.report.add(pages=1)
-        if entries.kind == "sitemapindex":
-            for url in entries.locs:
+        locs = [entry["loc"] for entry in sitemap if entry.get("loc")]
+        if sitemap.type == "sitemapindex":
+            for url in locs:
                 yield scrapy.Request(url, self.parse_sitemap, priority=SITEMAP_PRIORITY,
                                      errback=self.failed, meta={"slashcat_probe": True})
             return
-        self.sitemap_images.update(entries.images)
-        for url in entries.locs:
-            yield from self.follow([url], PRODUCT_PRIORITY)
+        self.sitemap_images.update(sitemap_image_hints(body))
+        yield from self.follow(locs, PRODUCT_PRIORITY)
 
     def parse_shopify(self, response: Response) -> Iterator[Any]:
         products = shopify_products(response.body, self.origin)
@@ -123,6 +121,33 @@ class StoreSpider(scrapy.Spider):
         if len(products) >= SHOPIFY_PAGE_SIZE and page < 400:
             yield self.shopify_request(page + 1)
 
+    # ---- WooCommerce Store API (asked only once a page's markup shows WooCommerce) ----------
+
+    def woocommerce_request(self, page: int) -> scrapy.Request:
+        from scraper.extraction.platforms import WOO_API, WOO_PAGE_SIZE
+
+        return scrapy.Request(
+            f"{self.origin}{WOO_API}?per_page={WOO_PAGE_SIZE}&page={page}",
+            self.parse_woocommerce, meta={"slashcat_probe": True, "woo_page": page},
+            priority=SITEMAP_PRIORITY, errback=self.failed,
+        )
+
+    def parse_woocommerce(self, response: Response) -> Iterator[Any]:
+        from scraper.extraction.platforms import WOO_PAGE_SIZE, woocommerce_products
+
+        products = woocommerce_products(response.body, self.origin)
+        if not products:
+            return
+        self.report.add(pages=1)
+        for product in products:
+            item = self.product_item(product)
+            if item is None:
+                return
+            yield item
+        page = response.meta["woo_page"]
+        if len(products) >= WOO_PAGE_SIZE and page < 400:
+            yield self.woocommerce_request(page + 1)
+
     def parse_page(self, response: Response) -> Iterator[Any]:
         if not _is_html(response):
             return
@@ -130,6 +155,9 @@ class StoreSpider(scrapy.Spider):
         page = extract_page(response.selector.root, response.url)
         for problem in page.problems:
             self.logger.debug("%s: %s", response.url, problem)
+        if page.platform == "woocommerce" and not self.woocommerce_asked:
+            self.woocommerce_asked = True
+            yield self.woocommerce_request(1)
         if page.product is not None:
             item = self.product_item(page.product)
             if item is not None:
@@ -198,5 +226,29 @@ def _is_html(response: Response) -> bool:
     return isinstance(response, scrapy.http.HtmlResponse)
 
 
-def _is_text(response: Response) -> bool:
-    return isinstance(response, scrapy.http.TextResponse)
+def read_sitemap(body: bytes) -> Any:
+    """Scrapy's Sitemap over the body, or None when it is no XML at all."""
+    import lxml.etree
+    from scrapy.utils.sitemap import Sitemap
+
+    try:
+        return Sitemap(body)
+    except (lxml.etree.XMLSyntaxError, StopIteration):
+        return None
+
+
+def sitemap_image_hints(body: bytes) -> dict[str, list[str]]:
+    """Page URL -> its `image:loc`s (Scrapy's Sitemap keeps only each entry's own fields)."""
+    if IMAGE_NS[1:-1].encode() not in body:
+        return {}
+    import lxml.etree
+
+    parser = lxml.etree.XMLParser(recover=True, resolve_entities=False, no_network=True)
+    root = lxml.etree.fromstring(body, parser)
+    hints: dict[str, list[str]] = {}
+    for entry in root.iterfind("{*}url") if root is not None else ():
+        page = (entry.findtext("{*}loc") or "").strip()
+        images = [(e.text or "").strip() for e in entry.iterfind(f"{IMAGE_NS}image/{IMAGE_NS}loc")]
+        if page and images:
+            hints[page] = images
+    return hints

@@ -20,7 +20,7 @@ from typing import Any
 from catalog.db import open_catalog, retry_locked
 from catalog.images import Limits
 from catalog.settings import Settings
-from scraper.errors import CrawlFailed
+from scraper.errors import CrawlFailed, ItemNotSaved
 from scraper.extract import ProductData
 from scraper.persist import FetchedImage, SaveOutcome, save_product
 
@@ -81,7 +81,7 @@ class WriterProcess:
             self.conn.send((product, images))
             kind, value = self._receive()
         if kind == "error":
-            raise RuntimeError(value)
+            raise ItemNotSaved(value)
         return value  # type: ignore[no-any-return]
 
     def close(self) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -15,6 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from catalog.db import Catalog, open_catalog
+from catalog.errors import InvalidInput
 from catalog.labels import current_labels
 from catalog.models import CrawlRun, Image, ImageSource, Label, Product, ProductImage
 from catalog.settings import Settings
@@ -225,7 +230,8 @@ def test_interrupted_crawl_resumes(storefront: Any, settings: Settings) -> None:
     assert threads == {threading.get_ident()}  # progress only ever on the caller's thread
 
 
-@pytest.mark.parametrize("url", ["ftp://shop.example/", "http://", "https:///x", "  "])
+@pytest.mark.parametrize("url", ["ftp://shop.example/", "http://", "https:///x", "  ",
+                                 "http://[::1", "http://[::1]:99999/"])
 def test_bad_start_url_is_refused(url: str, settings: Settings) -> None:
     with pytest.raises(BadStartUrl):
         crawl(settings, url)
@@ -244,7 +250,7 @@ def test_unreachable_shop_is_one_clear_error(settings: Settings) -> None:
 
 
 def test_bad_max_products_is_refused(settings: Settings) -> None:
-    with pytest.raises(BadStartUrl, match="max-products"):
+    with pytest.raises(InvalidInput, match="max-products"):
         crawl(settings, "https://shop.example/", max_products=0)
 
 
@@ -255,6 +261,17 @@ def test_cli_crawl_prints_a_summary(storefront: Any, cli: Callable[..., Any]) ->
     again = cli("crawl", "ftp://nowhere")
     assert again.exit_code == 1
     assert "give an http(s) URL" in again.output
+
+
+def test_cli_bad_ipv6_url_is_one_line(tmp_path: Path) -> None:
+    """A real process: no traceback, one clear line, exit 1."""
+    slashcat = Path(sys.executable).parent / "slashcat"
+    done = subprocess.run([str(slashcat), "--home", str(tmp_path), "crawl", "http://[::1"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200"})
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert done.returncode == 1
+    assert len(lines) == 1 and "give an http(s) URL" in lines[0], lines
 
 
 
@@ -302,3 +319,31 @@ def test_shopify_products_json_is_used(settings: Settings, make_image: Callable[
     assert rows == {f"{base}/products/classic-hoodie": ("Classic Hoodie", "HD-1", 59.0,
                                                         "Sweatshirts"),
                     f"{base}/products/gift-card": ("Gift Card", "2", 25.0, None)}
+
+
+def test_woocommerce_store_api_is_used_when_the_page_shows_woocommerce(
+        settings: Settings, make_image: Callable[..., bytes]) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Routes)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    mug = {"id": 7, "name": "Enamel Mug", "sku": "MUG-7", "permalink": f"{base}/product/mug/",
+           "prices": {"price": "1450", "currency_code": "EUR", "currency_minor_unit": 2},
+           "images": [{"src": f"{base}/img/mug.jpg"}], "categories": [{"name": "Kitchen"}]}
+    _Routes.routes = {
+        "/": ("text/html", b'<html><head><meta name="generator" content="WooCommerce 8.2">'
+                           b"</head><body class='woocommerce'><h1>Shop</h1></body></html>"),
+        "/wp-json/wc/store/v1/products?per_page=100&page=1": (
+            "application/json", json.dumps([mug]).encode()),
+        "/img/mug.jpg": ("image/jpeg", make_image((64, 64), seed=4)),
+    }
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        report = crawl(settings, base + "/", options=FAST)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (report.products_new, report.images_new, report.errors) == (1, 1, 0)
+    with open_catalog(settings) as cat, cat.session() as s:
+        [row] = s.scalars(select(Product)).all()
+        assert (row.title, row.external_id, row.price, row.currency, row.category_path) == (
+            "Enamel Mug", "MUG-7", 14.5, "EUR", "Kitchen")
+        assert row.field_sources is not None and row.field_sources["price"] == "woocommerce"

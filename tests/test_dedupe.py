@@ -13,25 +13,22 @@ from sqlalchemy import select, update
 
 from catalog.db import Catalog
 from catalog.dedupe import (
-    cluster_keys,
+    canonical_clusters,
     cluster_members,
+    colour_signature,
     components,
     contact_sheet,
-    distances,
+    hamming,
+    hash_bytes,
     list_clusters,
     near_pairs,
-    plan_blocks,
     run_dedupe,
     validate_threshold,
     verify_pairs,
 )
+from catalog.dedupe.search import plan_blocks
+from catalog.dedupe.verify import normalise_signatures, signature_similarity
 from catalog.errors import InvalidInput
-from catalog.hashing import (
-    colour_signature,
-    hash_bytes,
-    normalise_signatures,
-    signature_similarity,
-)
 from catalog.ingest import get_or_create_store, ingest_image, link_image, upsert_product
 from catalog.models import Image
 
@@ -51,7 +48,7 @@ def planted_hashes(n: int, clusters: int, seed: int = 0) -> np.ndarray:
 
 
 def brute_force(h: np.ndarray, k: int) -> set[tuple[int, int]]:
-    d = distances(h[:, None], h[None, :])
+    d = hamming(h[:, None], h[None, :])
     i, j = np.nonzero(np.triu(d <= k, 1))
     return set(zip(i.tolist(), j.tolist(), strict=True))
 
@@ -66,7 +63,7 @@ def test_indexed_search_equals_brute_force(n: int, k: int) -> None:
     i, j, d = near_pairs(h, k)
     assert len(i) == len(as_set(i, j)), "each pair once"
     assert as_set(i, j) == brute_force(h, k)
-    assert (distances(h[i], h[j]) == d).all()
+    assert (hamming(h[i], h[j]) == d).all()
 
 
 def test_query_mode_finds_only_pairs_touching_the_new_hashes() -> None:
@@ -161,9 +158,10 @@ def test_planted_duplicates_form_clusters(planted: dict) -> None:
     for other in ids[2:]:
         assert state[other] == (None, True, summary.threshold)  # singletons: own cluster
     with cat.session() as session:
-        keys = cluster_keys(session)
-    assert keys[planted["small"]] == keys[ids[0]] == ids[0]
-    assert keys[ids[5]] == ids[5]
+        of = {image_id: c for c in canonical_clusters(session) for image_id in c.image_ids}
+    assert of[planted["small"]] == of[ids[0]]
+    assert (of[ids[0]].cluster_id, of[ids[0]].canonical_id) == (ids[0], ids[0])
+    assert (of[ids[5]].cluster_id, of[ids[5]].image_ids) == (None, (ids[5],))  # a singleton
 
 
 def test_canonical_is_largest_then_earliest(planted: dict) -> None:

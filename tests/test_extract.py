@@ -9,12 +9,11 @@ import pytest
 from scraper.extract import (
     extract_page,
     extract_product,
-    img_url,
     parse_jsonld_text,
     parse_price,
     shopify_products,
-    srcset_largest,
 )
+from scraper.extraction.images import img_url, srcset_largest
 
 SNIPPETS = Path(__file__).parent / "snippets"
 URL = "https://shop.example/p/x"

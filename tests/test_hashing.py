@@ -10,21 +10,20 @@ import pytest
 from fixtures_dedupe import encode, photo_like
 from PIL import Image
 
-from catalog import hashing
-from catalog.hashing import (
-    hamming,
+from catalog.dedupe import hamming, hashing
+from catalog.dedupe.hashing import (
     hash_bytes,
     hash_files,
     image_hashes,
-    jpeg_frame,
     reduction,
     resize_matrix,
     signed,
     to_signed,
-    to_unsigned,
     unsigned,
 )
+from catalog.errors import UnreadableImage
 from catalog.images import inspect_image
+from catalog.imaging import jpeg_frame
 
 
 def reference(data: bytes) -> tuple[int, int]:
@@ -96,12 +95,14 @@ def test_flat_white_image_hashes_like_imagehash() -> None:
 
 def test_signed_round_trip() -> None:
     for value in (0, 1, (1 << 63) - 1, 1 << 63, (1 << 64) - 1):
-        assert to_unsigned(to_signed(value)) == value
+        assert int(unsigned([to_signed(value)])[0]) == value
         assert -(1 << 63) <= to_signed(value) < 1 << 63
     arr = np.array([0, 1 << 63, (1 << 64) - 1], dtype=np.uint64)
     assert signed(arr).tolist() == [to_signed(int(v)) for v in arr]
     assert unsigned(signed(arr)).tolist() == arr.tolist()
-    assert hamming(to_signed((1 << 64) - 1), 0) == 64
+    assert hamming(to_signed((1 << 64) - 1), 0) == 64  # signed or not, the same bits
+    assert hamming((1 << 64) - 1, -1) == 0
+    assert hamming(arr, signed(arr)).tolist() == [0, 0, 0]
 
 
 def test_jpeg_frame_and_reduction() -> None:
@@ -146,7 +147,7 @@ def test_undecodable_files_get_no_hash(tmp_path: Path, content: bytes | str | No
     assert set(batch.errors) == {1} and batch.errors[1]
     assert batch.phash[1] == 0 and batch.phash[0] == batch.phash[2]
     assert progress[-1] == (3, 3)
-    with pytest.raises(ValueError):
+    with pytest.raises(UnreadableImage):
         hash_bytes(bad.read_bytes() if bad.exists() else b"")
 
 

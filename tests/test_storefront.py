@@ -22,15 +22,14 @@ import requests
 
 from catalog.errors import ImageRejected, InvalidInput
 from catalog.images import inspect_image
-from scraper.sample_data import SampleSpec, build_store, load_manifest
-from scraper.storefront import SAMPLE_STORE, Faults, StoreServer
+from scraper.demoshop import SAMPLE_SHOP, DemoShop, Faults, SampleSpec, build_shop, load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 SM = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 IMG = "{http://www.google.com/schemas/sitemap-image/1.1}"
 
 
-def get(server: StoreServer, path: str, **kw) -> requests.Response:
+def get(server: DemoShop, path: str, **kw) -> requests.Response:
     return requests.get(server.url + path, timeout=10, **kw)
 
 
@@ -38,11 +37,11 @@ def ld_blocks(html: str) -> list[str]:
     return re.findall(r'<script type="application/ld\+json">(.*?)</script>', html, re.S)
 
 
-def product(server: StoreServer, pid: str) -> dict:
+def product(server: DemoShop, pid: str) -> dict:
     return next(p for p in server.products if p["id"] == pid)
 
 
-def follow_listing(server: StoreServer, path: str) -> list[str]:
+def follow_listing(server: DemoShop, path: str) -> list[str]:
     """Product links of a listing, following rel=next to the end."""
     found, seen = [], set()
     while path and path not in seen:
@@ -60,20 +59,20 @@ def follow_listing(server: StoreServer, path: str) -> list[str]:
 
 
 def test_sample_folder_is_small_balanced_and_documented():
-    size = sum(f.stat().st_size for f in SAMPLE_STORE.rglob("*") if f.is_file())
+    size = sum(f.stat().st_size for f in SAMPLE_SHOP.rglob("*") if f.is_file())
     assert size < 5 * 1024 * 1024
-    manifest = load_manifest(SAMPLE_STORE)
+    manifest = load_manifest(SAMPLE_SHOP)
     subs = Counter(p["category"].split(" > ")[1] for p in manifest["products"] if p["category"])
     assert len(subs) >= 8 and min(subs.values()) >= 30, subs
     assert 300 <= len(manifest["products"]) <= 450
-    readme = (SAMPLE_STORE / "README.md").read_text()
+    readme = (SAMPLE_SHOP / "README.md").read_text()
     assert "Param Aggarwal" in readme and "MIT" in readme and "build.py" in readme
     assert f"\n{len(manifest['products'])} products: {len(subs)} visually distinct" in readme
 
 
 def test_answers_cover_exactly_the_uncategorised_products():
-    manifest = load_manifest(SAMPLE_STORE)
-    with (SAMPLE_STORE / "answers.csv").open() as fh:
+    manifest = load_manifest(SAMPLE_SHOP)
+    with (SAMPLE_SHOP / "answers.csv").open() as fh:
         answers = {row["id"]: row for row in csv.DictReader(fh)}
     uncategorised = {p["id"] for p in manifest["products"] if not p["category"]}
     assert set(answers) == uncategorised == set(manifest["fixtures"]["uncategorised"])
@@ -232,10 +231,10 @@ def test_sitemap_index_lists_every_product_with_its_images(storefront):
 
 
 def test_large_store_splits_its_sitemap(tmp_path):
-    manifest = load_manifest(SAMPLE_STORE)
-    manifest.update(sitemap_chunk=100, image_root=str(SAMPLE_STORE / "images"))
+    manifest = load_manifest(SAMPLE_SHOP)
+    manifest.update(sitemap_chunk=100, image_root=str(SAMPLE_SHOP / "images"))
     (tmp_path / "products.json").write_text(json.dumps(manifest))
-    with StoreServer(tmp_path) as server:
+    with DemoShop(tmp_path) as server:
         index = ET.fromstring(get(server, "/sitemap.xml").content)
         locs = [e.text for e in index.iter(f"{SM}loc") if "products" in e.text]
         assert len(locs) == -(-len(manifest["products"]) // 100)
@@ -251,7 +250,7 @@ def test_images_answer_conditional_requests_with_304(storefront):
     before = storefront.count(f"/images/{name}")
     first = get(storefront, f"/images/{name}")
     assert first.status_code == 200 and first.headers["Content-Type"] == "image/jpeg"
-    assert first.content == (SAMPLE_STORE / "images" / name).read_bytes()
+    assert first.content == (SAMPLE_SHOP / "images" / name).read_bytes()
     etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
     assert get(storefront, f"/images/{name}", headers={"If-None-Match": etag}).status_code == 304
     assert get(storefront, f"/images/{name}",
@@ -378,7 +377,7 @@ def test_fault_products_are_discoverable(faulty_storefront):
 
 
 def test_shopify_flavour_serves_products_json(tmp_path):
-    with StoreServer(SAMPLE_STORE, shopify=True) as server:
+    with DemoShop(SAMPLE_SHOP, shopify=True) as server:
         facts = server.facts()
         seen = []
         for page in range(1, 10):
@@ -406,7 +405,7 @@ def test_plain_store_has_no_faults(storefront):
 
 
 def test_faults_can_be_switched_off_one_by_one(tmp_path):
-    with StoreServer(SAMPLE_STORE, faults=Faults(bomb=False, redirect_internal=False,
+    with DemoShop(SAMPLE_SHOP, faults=Faults(bomb=False, redirect_internal=False,
                                                  hang_seconds=0, slow_delay=0)) as server:
         assert set(server.faults_info) == {"flaky_500", "endless_pagination", "html_as_image",
                                            "tracker"}
@@ -417,7 +416,7 @@ def test_faults_can_be_switched_off_one_by_one(tmp_path):
 
 
 def test_stop_ends_kept_alive_connections():
-    with StoreServer(SAMPLE_STORE) as server, requests.Session() as session:
+    with DemoShop(SAMPLE_SHOP) as server, requests.Session() as session:
         assert session.get(server.url + "/", timeout=10).status_code == 200
         server.stop()
         with pytest.raises(requests.exceptions.ConnectionError):
@@ -426,7 +425,7 @@ def test_stop_ends_kept_alive_connections():
 
 def test_bad_storefront_folders_are_refused(tmp_path):
     with pytest.raises(InvalidInput, match=r"no products\.json"):
-        StoreServer(tmp_path)
+        DemoShop(tmp_path)
     (tmp_path / "products.json").write_text("{not json")
     with pytest.raises(InvalidInput, match="not readable JSON"):
         load_manifest(tmp_path)
@@ -440,7 +439,7 @@ def test_bad_storefront_folders_are_refused(tmp_path):
 
 def test_a_busy_port_is_a_clear_error(storefront):
     with pytest.raises(InvalidInput, match="cannot listen on"):
-        StoreServer(SAMPLE_STORE, port=storefront.port)
+        DemoShop(SAMPLE_SHOP, port=storefront.port)
 
 
 # ---- building stores ----------------------------------------------------------------------
@@ -477,7 +476,7 @@ def source(tmp_path, make_image) -> Path:
 def test_build_sample_store_with_every_trap(source, tmp_path):
     spec = SampleSpec(CLASSES, per_class=6, uncategorised=8, image_size=64, seed=1)
     out = tmp_path / "store"
-    manifest = build_store(source, out, sample=spec)
+    manifest = build_shop(source, out, sample=spec)
     fx = manifest["fixtures"]
     assert len(manifest["products"]) == 8 * 7 + 4
     assert len(fx["uncategorised"]) == 8
@@ -491,9 +490,9 @@ def test_build_sample_store_with_every_trap(source, tmp_path):
 
     with Image.open(out / "images" / manifest["products"][0]["images"][0]) as img:
         assert max(img.size) == 64
-    again = build_store(source, tmp_path / "again", sample=spec)
+    again = build_shop(source, tmp_path / "again", sample=spec)
     assert again == manifest  # fixed seed: the same store every time
-    with StoreServer(out) as server:
+    with DemoShop(out) as server:
         facts = server.facts()
         assert len(facts.products) == len(manifest["products"])
         assert get(server, f"/p/{manifest['products'][0]['slug']}").status_code == 200
@@ -501,11 +500,11 @@ def test_build_sample_store_with_every_trap(source, tmp_path):
 
 def test_build_benchmark_store_references_images_without_copying(source, tmp_path):
     out = tmp_path / "big"
-    manifest = build_store(source, out, limit=20)
+    manifest = build_shop(source, out, limit=20)
     assert len(manifest["products"]) == 20 and not (out / "images").exists()
     assert manifest["image_root"] == str((source / "images").resolve())
     assert not (out / "answers.csv").exists()
-    with StoreServer(out) as server:
+    with DemoShop(out) as server:
         p = manifest["products"][0]
         body = get(server, f"/images/{p['images'][0]}").content
         assert body == (source / "images" / f"{p['id']}.jpg").read_bytes()
@@ -514,22 +513,22 @@ def test_build_benchmark_store_references_images_without_copying(source, tmp_pat
 
 def test_build_refuses_bad_sources(source, tmp_path):
     with pytest.raises(InvalidInput, match=r"no products\.csv"):
-        build_store(tmp_path / "nowhere", tmp_path / "out")
+        build_shop(tmp_path / "nowhere", tmp_path / "out")
     with pytest.raises(InvalidInput, match="only 8 products of Topwear"):
-        build_store(source, tmp_path / "out", sample=SampleSpec(CLASSES, per_class=20))
+        build_shop(source, tmp_path / "out", sample=SampleSpec(CLASSES, per_class=20))
     with pytest.raises(InvalidInput, match="somewhere else than its source"):
-        build_store(source, source, sample=SampleSpec(CLASSES, per_class=2))
+        build_shop(source, source, sample=SampleSpec(CLASSES, per_class=2))
     assert len(list((source / "images").iterdir())) == 64  # nothing deleted
     with pytest.raises(InvalidInput, match="limit must be at least 1"):
-        build_store(source, tmp_path / "out", limit=0)
+        build_shop(source, tmp_path / "out", limit=0)
     no_images = tmp_path / "no-images"
     no_images.mkdir()
     (no_images / "products.csv").write_bytes((source / "products.csv").read_bytes())
     with pytest.raises(InvalidInput, match="no products with images"):
-        build_store(no_images, tmp_path / "out")
+        build_shop(no_images, tmp_path / "out")
     (source / "products.csv").write_text("id,name\n1,x\n")
     with pytest.raises(InvalidInput, match="lacks columns"):
-        build_store(source, tmp_path / "out")
+        build_shop(source, tmp_path / "out")
 
 
 # ---- the CLI ------------------------------------------------------------------------------
@@ -551,7 +550,7 @@ def test_store_serve_command_serves_until_interrupted(tmp_path, stop):
         env={**os.environ, "COLUMNS": "200"})
     try:
         line = proc.stdout.readline()
-        count = len(load_manifest(SAMPLE_STORE)["products"])
+        count = len(load_manifest(SAMPLE_SHOP)["products"])
         assert f"http://127.0.0.1:{port}/" in line and f"{count} products" in line
         home = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
         assert home.status_code == 200 and "Slashcat Demo Fashion" in home.text

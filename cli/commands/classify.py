@@ -23,9 +23,11 @@ LEVEL = typer.Option(None, "--level", help="Cut category paths to this many part
                      "'Apparel > Topwear > Tshirts' -> 'Apparel > Topwear') \\[default: whole].")
 MIN_PER_CLASS = typer.Option(20, "--min-per-class", help="Leave out classes with fewer images.")
 OTHER = typer.Option(False, "--other", help="Merge the rare classes into 'Other' instead.")
-ARCH = typer.Option("compact", "--arch", help="compact (default), seed (the original CNN), "
-                    "efficientnetb0 or mobilenetv3small (these need --weights).")
-IMAGE_SIZE = typer.Option(64, "--image-size", help="Side of the square training images, px.")
+ARCH = typer.Option("compact", "--arch", help="compact (default), lite0 (EfficientNet-Lite0 "
+                    "pretrained on ImageNet), seed (the original CNN), efficientnetb0 or "
+                    "mobilenetv3small (these need --weights).")
+IMAGE_SIZE = typer.Option(None, "--image-size", help="Side of the square training images, px "
+                          "\\[default: 224 for lite0, 64 otherwise].")
 EPOCHS = typer.Option(40, "--epochs", help="Most epochs to run.")
 BUDGET = typer.Option(None, "--time-budget", help="Stop training in time to finish within "
                       "this many minutes.")
@@ -57,8 +59,10 @@ def train_progress(st: AppState) -> Iterator[Callable[[Any], None]]:
         tasks: dict[str, Any] = {}
 
         def update(event: Any) -> None:
-            if event.stage == "decode":
-                task = tasks.setdefault("decode", bar.add_task("Decoding images", total=None))
+            if event.stage in ("decode", "embed"):
+                label = {"decode": "Decoding images", "embed": "Embedding new images"}
+                task = tasks.setdefault(event.stage,
+                                        bar.add_task(label[event.stage], total=None))
                 bar.update(task, completed=event.done, total=event.total)
             elif event.stage == "epoch" and event.epoch is not None:
                 e = event.epoch
@@ -93,6 +97,9 @@ def _render_train(st: AppState, r: Any) -> None:
         f"{len(r.classes)} classes; {sizes}): {r.epochs_run} epochs in {r.train_seconds:.0f}s "
         f"({r.stop_reason}), best epoch {r.best_epoch}, val accuracy {r.val_accuracy:.3f}"
     )
+    if r.kept:
+        c.print(f"Kept the {r.kept} model (the head on cached embeddings, or the network "
+                "with its top blocks fine-tuned: whichever validated better).")
     c.print(
         f"Calibration: temperature {r.temperature:.2f}, val ECE {r.val_ece_before:.3f} → "
         f"{r.val_ece_after:.3f}. Input pipeline {r.input_ms_per_batch:.1f} ms/batch vs "
@@ -111,7 +118,7 @@ def train(
     min_per_class: int = MIN_PER_CLASS,
     other: bool = OTHER,
     arch: str = ARCH,
-    image_size: int = IMAGE_SIZE,
+    image_size: int | None = IMAGE_SIZE,
     epochs: int = EPOCHS,
     time_budget: float = BUDGET,
     seed: int = SEED,

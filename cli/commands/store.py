@@ -40,10 +40,10 @@ def serve(
     Crawl it from another terminal: slashcat crawl http://127.0.0.1:8080/
     Example: slashcat store serve --port 8080
     """
-    from scraper.storefront import SAMPLE_STORE, Faults, StoreServer
+    from scraper.demoshop import SAMPLE_SHOP, DemoShop, Faults
 
     st = state(ctx)
-    server = StoreServer(products or SAMPLE_STORE, host=host, port=port,
+    server = DemoShop(products or SAMPLE_SHOP, host=host, port=port,
                          faults=Faults() if faults else None, shopify=shopify)
     with server, contextlib.suppress(KeyboardInterrupt):
         _stop_on_sigterm()  # before the URL is printed: whoever reads it may stop us at once

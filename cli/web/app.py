@@ -40,6 +40,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from catalog.db import Catalog
 from catalog.errors import ImageRejected, SlashcatError, UnknownCategory
@@ -253,30 +254,18 @@ class Predictor:
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware: refuse unknown Host headers (DNS rebinding), add nosniff."""
+    """Pure ASGI middleware: Starlette's TrustedHostMiddleware refuses unknown Host headers
+    (DNS rebinding), in the API's JSON error shape; every answer gets nosniff."""
 
     def __init__(self, app: Any, allowed_hosts: Sequence[str] = LOOPBACK_HOSTS) -> None:
         self.app = app
-        self.any_host = "*" in allowed_hosts
-        self.allowed = {h.strip("[]").lower() for h in allowed_hosts}
-
-    def host_ok(self, scope: dict) -> bool:
-        if self.any_host:
-            return True
-        raw = dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1").lower()
-        host = raw[1:].split("]")[0] if raw.startswith("[") else raw.rsplit(":", 1)[0]
-        return host in self.allowed
+        # Starlette compares an IPv6 host with its brackets: "[::1]".
+        self.allowed_hosts = sorted({h.lower() if ":" not in h else f"[{h.strip('[]')}]"
+                                     for h in allowed_hosts})
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
-        if not self.host_ok(scope):
-            response = error_response(
-                400, "bad-host", "unknown Host header; open the page by the address the server "
-                "printed (start with --host to listen elsewhere)",
-            )
-            await response(scope, receive, send)
             return
 
         async def send_with_headers(message: dict) -> None:
@@ -286,7 +275,19 @@ class SecurityHeaders:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        async def allowed(scope: dict, receive: Any, _send: Any) -> None:
+            await self.app(scope, receive, send_with_headers)
+
+        async def refused(message: dict) -> None:  # only the host check's refusal comes here
+            if message["type"] == "http.response.start":
+                response = error_response(
+                    400, "bad-host", "unknown Host header; open the page by the address the "
+                    "server printed (start with --host to listen elsewhere)",
+                )
+                await response(scope, receive, send_with_headers)
+
+        check = TrustedHostMiddleware(allowed, self.allowed_hosts, www_redirect=False)
+        await check(scope, receive, refused)
 
 
 def _swagger_assets() -> Path | None:

@@ -13,13 +13,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scraper.sample_data import SAMPLE, build_store  # noqa: E402
+from scraper.demoshop import SAMPLE, build_shop  # noqa: E402
 
 
 def main() -> None:
     default = ROOT.parent / "shared" / "datasets" / "fashion-products"
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else default
-    manifest = build_store(source, HERE, sample=SAMPLE)
+    manifest = build_shop(source, HERE, sample=SAMPLE)
     print(f"{len(manifest['products'])} products written to {HERE}")
 
 

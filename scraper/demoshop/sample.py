@@ -1,13 +1,13 @@
-"""Build a demo storefront folder (manifest + images) from a products CSV and an images folder.
+"""Build a demo shop folder (manifest + images) from a products CSV and an images folder.
 
 The source is shaped like the Kaggle "Fashion Product Images (Small)" data: `products.csv`
 (id, gender, masterCategory, subCategory, articleType, baseColour, season, year, usage,
 productDisplayName) and `images/<id>.jpg`. The output folder holds `products.json` (what
-`scraper.storefront.StoreServer` serves), `answers.csv` (the true category of the products the
+`scraper.demoshop.DemoShop` serves), `answers.csv` (the true category of the products the
 shop leaves uncategorised; never served) and, when images are copied, `images/`.
 
 Two uses: the small committed sample (`data/sample-store/`, with deliberate traps for the
-crawler, see `SAMPLE`) and large generated stores for the crawl benchmark, whose images are
+crawler, see `SAMPLE`) and large generated shops for the crawl benchmark, whose images are
 referenced in the source folder instead of copied.
 """
 
@@ -29,7 +29,7 @@ from catalog.errors import InvalidInput
 MANIFEST = "products.json"
 ANSWERS = "answers.csv"
 FORMAT_VERSION = 1
-LAST_MODIFIED = "2024-05-01T08:00:00Z"  # fixed, so rebuilt stores give the same pages
+LAST_MODIFIED = "2024-05-01T08:00:00Z"  # fixed, so rebuilt shops give the same pages
 
 # Visually distinct subCategories, with the article types that look like the class.
 SAMPLE_CLASSES: dict[str, tuple[str, ...]] = {
@@ -125,7 +125,7 @@ def product_entry(row: dict[str, str], image: str | None) -> dict[str, Any]:
     }
 
 
-def build_store(
+def build_shop(
     source_dir: Path,
     out_dir: Path,
     *,
@@ -135,7 +135,7 @@ def build_store(
     per_page: int = 24,
     sitemap_chunk: int = 500,
 ) -> dict[str, Any]:
-    """Write a storefront folder and return its manifest.
+    """Write a demo shop folder and return its manifest.
 
     With `sample` (e.g. `SAMPLE`): a balanced, downscaled copy with the crawler traps listed in
     the manifest's `fixtures` (`limit` is ignored). Without: the first `limit` products of the
@@ -229,9 +229,9 @@ def downscale(data: bytes, size: int, quality: int) -> bytes:
     """Fit within size x size and re-encode as JPEG (white background, like the source)."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
-        rgb = img.convert("RGB")
-    rgb.thumbnail((size, size), Image.Resampling.LANCZOS)
+    from catalog.imaging import thumbnail
+
+    rgb = thumbnail(data, (size, size), reduce=False, resample=Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     rgb.save(buf, "JPEG", quality=quality, optimize=True)
     return buf.getvalue()
@@ -283,11 +283,10 @@ def _add_traps(products: list[dict[str, Any]], images: Path, rng: random.Random,
 
 
 def _recompress(data: bytes, quality: int) -> bytes:
-    from PIL import Image
+    from catalog.imaging import open_image
 
-    with Image.open(io.BytesIO(data)) as img:
-        buf = io.BytesIO()
-        img.convert("RGB").save(buf, "JPEG", quality=quality)
+    buf = io.BytesIO()
+    open_image(data).save(buf, "JPEG", quality=quality)
     return buf.getvalue()
 
 

@@ -1,7 +1,6 @@
-"""The demo storefront: a small threaded HTTP shop served from a folder built by `sample_data`.
+"""The demo shop's pages: routes and HTML, rendered once from the manifest and kept in memory.
 
-Pages are rendered once from the manifest and kept in memory, so the shop keeps up with a fast
-crawler. What it serves (URLs relative to `StoreServer.url`):
+What it serves (URLs relative to the shop's base URL):
 
 - `/` home: links to every category node, `/new` (products without a category) and
   `/account/` (disallowed in robots.txt).
@@ -11,66 +10,38 @@ crawler. What it serves (URLs relative to `StoreServer.url`):
   `@graph`), some microdata, some OpenGraph-only, one malformed JSON-LD. Every page has
   `og:image` and a visible breadcrumb `Home > Master > Sub > Article` (the JSON-LD and microdata
   breadcrumbs leave out Home). Products without a category have no breadcrumb at all.
-- `/images/<file>` with ETag and Last-Modified; conditional requests get 304.
+- `/images/<file>`: files of the image folder (served by the server with ETag and 304), or
+  the faults' special images.
 - `/robots.txt` (Disallow: /account/, a Sitemap: line), `/sitemap.xml` (a sitemap index) ->
   `/sitemap-products-N.xml` (with `image:image`) and `/sitemap-categories.xml`.
 
 With `shopify=True` it also answers like a Shopify shop: `/products.json?limit=&page=` and
 product pages at `/products/<handle>` (the same pages).
-
-`Faults` adds the misbehaving parts a crawler must survive; `StoreServer.faults_info` says where
-they are.
 """
 
 from __future__ import annotations
 
-import contextlib
-import email.utils
-import hashlib
 import html
 import json
 import re
-import socket
-import struct
-import threading
 import time
-import zlib
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from catalog.errors import InvalidInput
-from scraper.sample_data import load_manifest, slugify
+from scraper.demoshop.sample import slugify
+
+if TYPE_CHECKING:
+    from scraper.demoshop.faults import Faults
 
 HTML = "text/html; charset=utf-8"
 XML = "application/xml; charset=utf-8"
-IMAGE_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png",
-               "gif": "image/gif", "webp": "image/webp"}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 PLACEHOLDER = "data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="
-INTERNAL_HOST = "127.0.0.2"
-SAMPLE_STORE = Path(__file__).resolve().parent.parent / "data" / "sample-store"
 DISALLOWED = "/account/"
-
-
-@dataclass(frozen=True)
-class Faults:
-    """Misbehaviour to switch on; the defaults switch everything on."""
-
-    slow_delay: float = 0.3  # seconds added to every `slow_every`-th product page
-    slow_every: int = 10
-    flaky_500: bool = True  # one product page answers 500 to its first request
-    redirect_internal: bool = True  # a product page and an image redirect to 127.0.0.2
-    bomb: bool = True  # an image whose header claims 20000x20000 pixels
-    endless_pagination: bool = True  # /lookbook?page=N links to N+1 forever
-    html_as_image: bool = True  # an HTML error page served as image/jpeg
-    tracker: bool = True  # a product whose image is a 1x1 GIF
-    hang_seconds: float = 5.0  # a product page that answers this late; 0 = off
 
 
 @dataclass(frozen=True)
@@ -82,35 +53,8 @@ class Response:
     delay: float = 0.0
 
 
-@dataclass(frozen=True)
-class StoreFacts:
-    """The shop's contents as served: products by id, categories, image bytes by URL."""
-
-    products: dict[str, dict[str, Any]]  # id -> url, title, sku, brand, price, category, image_urls
-    category_counts: dict[str, int]
-    uncategorised: list[str]  # ids of products without a category
-    image_sha256: dict[str, str]  # image URL -> sha256 of the bytes (URLs answering 200)
-    fixtures: dict[str, Any]  # the manifest's deliberate traps (product ids)
-    faults: dict[str, dict[str, Any]]  # StoreServer.faults_info
-
-    @property
-    def unique_images(self) -> int:
-        return len(set(self.image_sha256.values()))
-
-
-# Products added by the faults: kind -> (id, title). None has a category.
-FAULT_PRODUCTS = {
-    "redirect_page": ("99001", "Partner Offer Gift Card"),
-    "redirect_image": ("99002", "Partner Sunglasses"),
-    "bomb": ("99003", "Giant Poster Print"),
-    "html_as_image": ("99004", "Mystery Box Item"),
-    "tracker": ("99005", "Tiny Pixel Keyring"),
-    "hang": ("99006", "Slow Loris Socks"),
-}
-
-
-class Shop:
-    """Routes and renders the storefront for one base URL."""
+class ShopPages:
+    """Routes and renders the demo shop for one base URL."""
 
     def __init__(self, root: Path, manifest: dict[str, Any], base_url: str,
                  faults: Faults | None = None, internal_url: str = "",
@@ -137,11 +81,12 @@ class Shop:
         self.flaky_pages: set[str] = set()
         self.hang_pages: set[str] = set()
         if faults is not None:
-            self._add_faults(faults)
+            from scraper.demoshop.faults import add_faults
+
+            add_faults(self, faults)
         self.by_slug = {p["slug"]: p for p in self.products}
         self.nodes = self._category_tree()
         self._cache: dict[str, Response] = {}
-        self._images: dict[str, Response] = {}
 
     # ---- the catalogue -------------------------------------------------------------------
 
@@ -167,8 +112,8 @@ class Shop:
 
     # ---- routing -------------------------------------------------------------------------
 
-    def respond(self, target: str, first_time: bool) -> Response:
-        """The response for a request target (path and query)."""
+    def respond(self, target: str, first_time: bool) -> Response | None:
+        """The response for a request target (path and query); None: serve the image file."""
         parts = urlsplit(target)
         path, query = parts.path, parse_qs(parts.query)
         if path.startswith("/images/"):
@@ -232,26 +177,14 @@ class Shop:
             return Response(cached.status, cached.body, delay=self.faults.slow_delay)
         return cached
 
-    def image(self, name: str) -> Response:
+    def image(self, name: str) -> Response | None:
+        """A fault's special image, 404 for an unsafe name, None for a file to serve."""
         special = self.special_images.get(name)
         if callable(special):  # built on first use (the bomb takes a moment)
             special = self.special_images[name] = special()
         if special is not None:
             return special
-        cached = self._images.get(name)
-        if cached is not None:
-            return cached
-        path = self.image_root / name
-        if not SAFE_NAME.match(name) or not path.is_file():
-            return not_found()
-        data = path.read_bytes()
-        etag = '"' + hashlib.sha1(data).hexdigest()[:20] + '"'
-        ctype = IMAGE_TYPES.get(name.rsplit(".", 1)[-1].lower(), "application/octet-stream")
-        headers = (("ETag", etag),
-                   ("Last-Modified", email.utils.formatdate(self.last_modified, usegmt=True)),
-                   ("Cache-Control", "public, max-age=86400"))
-        cached = self._images[name] = Response(200, data, ctype, headers)
-        return cached
+        return None if SAFE_NAME.match(name) else not_found()
 
     # ---- pages ---------------------------------------------------------------------------
 
@@ -491,65 +424,6 @@ class Shop:
                 '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
                 f"<url><loc>{self.base}/</loc></url>{urls}</urlset>\n")
 
-    # ---- faults --------------------------------------------------------------------------
-
-    def _add_faults(self, faults: Faults) -> None:
-        labelled = [p for p in self.products if p.get("category") and p["images"]]
-        if faults.slow_delay > 0 and faults.slow_every > 0 and labelled:
-            self.slow_pages = {p["slug"] for p in labelled[:: faults.slow_every]}
-            self.faults_info["slow"] = {"slugs": sorted(self.slow_pages),
-                                        "delay": faults.slow_delay}
-        if faults.flaky_500 and labelled:
-            flaky = labelled[1 % len(labelled)]
-            self.flaky_pages = {flaky["slug"]}
-            self.faults_info["flaky_500"] = self._info(flaky, "500 on the first request, then 200")
-        if faults.endless_pagination:
-            self.faults_info["endless_pagination"] = {"url": f"{self.base}/lookbook",
-                                                      "expect": "page N links to N+1 forever"}
-        specials: dict[str, tuple[str, Response | Callable[[], Response], str]] = {}
-        internal = self.internal_url or f"http://{INTERNAL_HOST}"
-        if faults.redirect_internal:
-            specials["redirect_page"] = ("", ok(""), "page 302 to a 127.0.0.2 address")
-            specials["redirect_image"] = ("redirect-99002.jpg", Response(
-                302, b"", HTML, (("Location", f"{internal}/internal/secret.jpg"),)),
-                "image 302 to a 127.0.0.2 address")
-        if faults.bomb:
-            specials["bomb"] = ("bomb-99003.png", lambda: ok(bomb_png(), "image/png"),
-                                "header claims 20000x20000 pixels")
-        if faults.html_as_image:
-            specials["html_as_image"] = ("error-99004.jpg", ok(
-                page_html("Error", self.name, "<h1>Service unavailable</h1>"), "image/jpeg"),
-                "HTML page served as image/jpeg")
-        if faults.tracker:
-            specials["tracker"] = ("pixel-99005.gif", ok(tracker_gif(), "image/gif"),
-                                   "a 1x1 GIF")
-        if faults.hang_seconds > 0:
-            specials["hang"] = ("", ok(""), f"page answers after {faults.hang_seconds} s")
-        for kind, (image, response, expect) in specials.items():
-            self._add_fault_product(kind, image, response, expect, internal)
-
-    def _add_fault_product(self, kind: str, image: str,
-                           response: Response | Callable[[], Response], expect: str,
-                           internal: str) -> None:
-        pid, title = FAULT_PRODUCTS[kind]
-        p: dict[str, Any] = {
-            "id": pid, "sku": f"SC-{pid}", "slug": f"{slugify(title)}-{pid}", "title": title,
-            "brand": "Slashcat", "price": 9.99, "currency": "EUR", "category": None,
-            "images": [image] if image else [], "markup": "jsonld", "img": "src", "thumb": None}
-        self.products.append(p)
-        if kind == "redirect_page":
-            self.redirect_pages[p["slug"]] = f"{internal}/internal/admin"
-        elif kind == "hang":
-            self.hang_pages.add(p["slug"])
-        else:
-            self.special_images[image] = response
-        self.faults_info[kind] = self._info(p, expect)
-
-    def _info(self, p: dict[str, Any], expect: str) -> dict[str, Any]:
-        return {"product_id": p["id"], "url": f"{self.base}{self.product_url(p)}",
-                "image_urls": [f"{self.base}{self.image_url(n)}" for n in p["images"]],
-                "expect": expect}
-
 
 # ---- small helpers -------------------------------------------------------------------------
 
@@ -624,282 +498,3 @@ def ok(body: str | bytes, content_type: str = HTML) -> Response:
 def not_found() -> Response:
     return Response(404, page_html("Not found", "Demo Shop", "<h1>Page not found</h1>").encode())
 
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return (struct.pack(">I", len(data)) + kind + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-
-_BOMB: list[bytes] = []
-
-
-def bomb_png(side: int = 20000) -> bytes:
-    """A valid 1-bit PNG of side x side white pixels: ~50 KB that decodes to 400 megapixels."""
-    if not _BOMB:
-        row = b"\x00" + b"\xff" * ((side + 7) // 8)
-        raw = zlib.compress(row * side, 9)
-        ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-        _BOMB.append(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
-                     + _png_chunk(b"IDAT", raw) + _png_chunk(b"IEND", b""))
-    return _BOMB[0]
-
-
-def tracker_gif() -> bytes:
-    return (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00"
-            b"\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
-
-
-# ---- the HTTP server ----------------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "SlashcatDemoShop/1.0"
-    timeout = 30  # idle keep-alive connections close
-    disable_nagle_algorithm = True  # headers and body go out as separate writes
-
-    def do_GET(self) -> None:
-        self._serve(head=False)
-
-    def do_HEAD(self) -> None:
-        self._serve(head=True)
-
-    def _serve(self, head: bool) -> None:
-        owner: StoreServer = self.server.owner  # type: ignore[attr-defined]
-        first = owner._count(self.path)
-        response = owner.shop.respond(self.path, first)
-        if response.delay and owner._stopping.wait(response.delay):
-            self.close_connection = True
-            return
-        status = response.status
-        if status == 200 and _not_modified(self.headers, response, owner.shop.last_modified):
-            status = 304
-        owner._log(self.command, self.path, status, self.headers)
-        self.send_response(status)
-        self.send_header("Content-Type", response.content_type)
-        for name, value in response.headers:
-            self.send_header(name, value)
-        body = b"" if status == 304 else response.body
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if not head and body:
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the counters record requests; a library prints nothing
-
-
-class _InternalHandler(BaseHTTPRequestHandler):
-    """Stands for an internal service at 127.0.0.2; any request to it is a guard failure."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def do_GET(self) -> None:
-        owner: StoreServer = self.server.owner  # type: ignore[attr-defined]
-        with owner._lock:
-            owner.internal_hits[self.path] += 1
-        body = b"internal secret"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def _not_modified(headers: Any, response: Response, last_modified: float) -> bool:
-    etag = dict(response.headers).get("ETag")
-    if etag is None:
-        return False
-    inm = headers.get("If-None-Match")
-    if inm is not None:
-        return inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]
-    ims = headers.get("If-Modified-Since")
-    if ims:
-        try:
-            return email.utils.parsedate_to_datetime(ims).timestamp() >= int(last_modified)
-        except (TypeError, ValueError):
-            return False
-    return False
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], handler: Any) -> None:
-        super().__init__(address, handler)
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.connections_lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.connections_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """End kept-alive connections, so a stopped shop answers nobody."""
-        with self.connections_lock:
-            open_now = list(self.connections)
-        for conn in open_now:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Keep errors (clients that hang up are normal) instead of printing them."""
-        import sys
-
-        exc = sys.exc_info()[1]
-        owner = getattr(self, "owner", None)
-        if owner is not None and exc is not None and not isinstance(exc, ConnectionError):
-            with owner._lock:
-                owner.errors.append(repr(exc))
-
-
-class StoreServer:
-    """Serve a storefront folder on a local port (port 0 picks a free one).
-
-    Use as a context manager, or call start()/stop(). `hits` counts requests per target
-    (path and query); `internal_hits` counts requests that reached the 127.0.0.2 "internal
-    service" (with faults on); `faults_info` says where each fault lives.
-    """
-
-    def __init__(self, root: Path, host: str = "127.0.0.1", port: int = 0,
-                 faults: Faults | None = None, shopify: bool = False) -> None:
-        self.root = Path(root)
-        self.manifest = load_manifest(self.root)
-        self.faults = faults
-        self.hits: Counter[str] = Counter()
-        self.internal_hits: Counter[str] = Counter()
-        self.log: list[tuple[str, str, int, str | None]] = []
-        self.errors: list[str] = []  # unexpected exceptions in handlers
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
-        try:
-            self._httpd = _Server((host, port), _Handler)
-        except OSError as exc:
-            raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        self._httpd.owner = self  # type: ignore[attr-defined]
-        self.host, self.port = self._httpd.socket.getsockname()[:2]
-        self._internal: _Server | None = None
-        internal_url = ""
-        if faults is not None and faults.redirect_internal:
-            try:
-                self._internal = _internal_server(self.port)
-            except OSError as exc:
-                self._httpd.server_close()
-                raise InvalidInput(f"cannot listen on {INTERNAL_HOST} for the redirect fault "
-                                   f"({exc.strerror or exc}); use redirect_internal=False") from exc
-            self._internal.owner = self  # type: ignore[attr-defined]
-            internal_url = f"http://{INTERNAL_HOST}:{self._internal.socket.getsockname()[1]}"
-        self.internal_url = internal_url
-        self.shop = Shop(self.root, self.manifest, self.url, faults, internal_url, shopify)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def faults_info(self) -> dict[str, dict[str, Any]]:
-        return self.shop.faults_info
-
-    @property
-    def products(self) -> list[dict[str, Any]]:
-        """Every product served, fault products included."""
-        return self.shop.products
-
-    def facts(self) -> StoreFacts:
-        """What a perfect crawl of this shop finds, for tests to compare against."""
-        shop = self.shop
-        products: dict[str, dict[str, Any]] = {}
-        shas: dict[str, str] = {}
-        for p in shop.products:
-            urls = [f"{self.url}{shop.image_url(n)}" for n in p["images"]]
-            products[p["id"]] = {
-                "url": f"{self.url}{shop.product_url(p)}", "title": p["title"], "sku": p["sku"],
-                "brand": p["brand"], "price": p["price"], "category": p.get("category"),
-                "image_urls": urls,
-            }
-            for name, url in zip(p["images"], urls, strict=True):
-                response = shop.image(name)
-                if response.status == 200 and name not in shop.special_images:
-                    shas[url] = hashlib.sha256(response.body).hexdigest()
-        counts = Counter(p["category"] for p in products.values() if p["category"])
-        return StoreFacts(
-            products=products,
-            category_counts=dict(sorted(counts.items())),
-            uncategorised=sorted(k for k, p in products.items() if not p["category"]),
-            image_sha256=shas,
-            fixtures=dict(self.manifest.get("fixtures") or {}),
-            faults=self.faults_info,
-        )
-
-    def start(self) -> StoreServer:
-        for httpd in (self._httpd, self._internal):
-            if httpd is not None:
-                thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                          daemon=True, name=f"storefront-{httpd.server_address}")
-                thread.start()
-                self._threads.append(thread)
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        for httpd in (self._httpd, self._internal):
-            if httpd is not None:
-                if self._threads:
-                    httpd.shutdown()
-                httpd.server_close()
-                httpd.close_connections()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._threads.clear()
-
-    def __enter__(self) -> StoreServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def count(self, target: str) -> int:
-        """Requests for a path (with its query, if any); a full URL is accepted too."""
-        parts = urlsplit(target)
-        key = parts.path + (f"?{parts.query}" if parts.query else "")
-        with self._lock:
-            return self.hits[key]
-
-    def reset(self) -> None:
-        """Forget requests (the flaky page fails again on its next request)."""
-        with self._lock:
-            self.hits.clear()
-            self.internal_hits.clear()
-            self.log.clear()
-
-    def _count(self, target: str) -> bool:
-        """Count a request; True if it is the first for this target."""
-        with self._lock:
-            self.hits[target] += 1
-            return self.hits[target] == 1
-
-    def _log(self, method: str, target: str, status: int, headers: Any) -> None:
-        with self._lock:
-            self.log.append((method, target, status, headers.get("User-Agent")))
-
-
-def _internal_server(port: int) -> _Server:
-    """Listen on 127.0.0.2, on the shop's port if free (so only the host differs)."""
-    try:
-        server = _Server((INTERNAL_HOST, port), _InternalHandler)
-    except OSError:
-        server = _Server((INTERNAL_HOST, 0), _InternalHandler)
-    return server

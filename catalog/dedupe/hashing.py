@@ -4,7 +4,7 @@ imagehash is the reference: it decodes the whole image, converts it to grey, res
 32x32 (pHash) or 9x8 (dHash) with Lanczos, then takes a DCT. Here:
 
 - JPEGs are decoded at a reduced scale (libjpeg's DCT scaling, 1/2, 1/4 or 1/8, grey only)
-  so that the short side stays >= 64 px: most of the decoding work is skipped.
+  so that the short side stays >= MIN_DECODED_SIDE: most of the decoding work is skipped.
 - The Lanczos resize is a matrix product with Pillow's own filter weights (rounded to whole
   grey levels like Pillow's 8-bit output, which matters on flat white backgrounds), and the
   DCT's 8 lowest rows are a second matrix product, all batched over a stack of images.
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from catalog.errors import one_line
+from catalog.imaging import jpeg_frame, open_image, read_file, unreadable
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -47,11 +48,6 @@ Progress = Callable[[int, int], None]  # (done, total)
 # ---------------------------------------------------------------- integer conversions
 
 
-def bits_to_int(bits: np.ndarray) -> int:
-    """Pack booleans row-major, first bit most significant (imagehash's hex order)."""
-    return int.from_bytes(np.packbits(bits.reshape(-1).astype(np.uint8)).tobytes(), "big")
-
-
 def pack_rows(bits: np.ndarray) -> np.ndarray:
     """(n, 64) booleans -> n unsigned 64-bit hashes, first bit most significant."""
     packed = np.packbits(bits.reshape(len(bits), HASH_BITS).astype(np.uint8), axis=1)
@@ -61,14 +57,6 @@ def pack_rows(bits: np.ndarray) -> np.ndarray:
 def to_signed(value: int) -> int:
     """A 64-bit unsigned hash as a signed integer, so it fits a portable BIGINT column."""
     return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def to_unsigned(value: int) -> int:
-    return value + (1 << 64) if value < 0 else value
-
-
-def hamming(a: int, b: int) -> int:
-    return (to_unsigned(a) ^ to_unsigned(b)).bit_count()
 
 
 # ---------------------------------------------------------------- the math, batched
@@ -172,36 +160,12 @@ def reduction(width: int, height: int) -> int:
     return next(d for d in (8, 4, 2, 1) if ratio >= d)
 
 
-_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def jpeg_frame(data: bytes) -> tuple[int, int, int] | None:
-    """(width, height, components) from a JPEG's frame header, or None if there is none."""
-    pos = 2
-    end = len(data)
-    while pos + 4 <= end:
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
-            continue
-        if marker in _SOF_MARKERS and pos + 10 <= end:
-            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
-            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
-            return (width, height, data[pos + 9]) if width and height else None
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return None
-
-
 def decode_gray(data: bytes) -> np.ndarray:
     """Grey pixels for hashing: JPEGs at reduced scale via libjpeg-turbo, the rest via Pillow.
 
     The JPEG path decodes only the luma channel at the scale Pillow's draft(DRAFT_SIZE) picks,
-    so it gives the same pixels as the ingest path. Raises ValueError if the bytes do not decode.
+    so it gives the same pixels as the ingest path (catalog.images). UnreadableImage (a
+    ValueError) if the bytes do not decode.
     """
     frame = jpeg_frame(data) if data[:3] == b"\xff\xd8\xff" else None
     if frame is not None and frame[2] in (1, 3):  # grey or YCbCr; CMYK goes through Pillow
@@ -212,9 +176,9 @@ def decode_gray(data: bytes) -> np.ndarray:
                 data, colorspace="GRAY", min_width=-(-width // d), min_height=-(-height // d)
             )
         except ValueError as exc:  # truncated or corrupt: strict mode refuses warnings too
-            raise ValueError(one_line(exc)) from exc
+            raise unreadable(exc) from exc
         return gray[:, :, 0]
-    return _decode_gray_pillow(data)
+    return np.asarray(open_image(data, "L", DRAFT_SIZE))
 
 
 @cache
@@ -224,40 +188,8 @@ def _simplejpeg() -> Any:
     return simplejpeg
 
 
-def read_file(path: str | bytes | Path) -> bytes:
-    """A file's bytes with the fewest system calls (Path.read_bytes costs twice as much, which
-    shows when hashing ten thousand small photos a second)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks) if len(chunks) != 1 else chunks[0]
-    finally:
-        os.close(fd)
-
-
-def _decode_gray_pillow(data: bytes) -> np.ndarray:
-    import io
-    import warnings
-
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                if img.format == "JPEG":
-                    img.draft("L", DRAFT_SIZE)
-                img.seek(0)  # the first frame of an animation, as imagehash does
-                img.load()
-                return np.asarray(img if img.mode == "L" else img.convert("L"))
-        except Exception as exc:
-            raise ValueError(one_line(exc)) from exc
-
-
 def hash_bytes(data: bytes) -> tuple[int, int]:
-    """(pHash, dHash) of encoded image bytes, unsigned; ValueError if they do not decode."""
+    """(pHash, dHash) of encoded image bytes, unsigned; UnreadableImage if they do not decode."""
     phash, dhash = hashes_of_stack(decode_gray(data))
     return int(phash[0]), int(dhash[0])
 
@@ -360,102 +292,3 @@ def signed(hashes: np.ndarray) -> np.ndarray:
 def unsigned(hashes: np.ndarray | Sequence[int]) -> np.ndarray:
     """int64 hashes from the catalog back to uint64, bit for bit."""
     return np.asarray(hashes, dtype=np.int64).view(np.uint64)
-
-
-__all__ = [
-    "BatchHashes",
-    "hamming",
-    "hash_bytes",
-    "hash_files",
-    "image_hashes",
-    "to_signed",
-    "to_unsigned",
-]
-
-
-# ---------------------------------------------------------------- colour signatures
-
-SIGNATURE_SIDE = 16  # a signature is SIGNATURE_SIDE**2 RGB cells of the image padded to square
-
-
-def colour_signature(data: bytes) -> np.ndarray:
-    """A small colour thumbnail to verify candidate pairs: the image padded to a square on
-    white (transparency flattened on white), box-averaged to SIGNATURE_SIDE x SIGNATURE_SIDE
-    RGB, as float32 of shape (SIGNATURE_SIDE**2, 3). JPEGs are decoded at reduced scale.
-    ValueError if the bytes do not decode."""
-    import io
-    import warnings
-
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                if img.format == "JPEG":
-                    img.draft("RGB", (4 * SIGNATURE_SIDE, 4 * SIGNATURE_SIDE))
-                img.seek(0)
-                img.load()
-                if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-                    rgba = img.convert("RGBA")
-                    rgb = Image.new("RGB", rgba.size, "white")
-                    rgb.paste(rgba, mask=rgba.getchannel("A"))
-                else:
-                    rgb = img.convert("RGB")
-        except Exception as exc:
-            raise ValueError(one_line(exc)) from exc
-    side = max(rgb.size)
-    square = Image.new("RGB", (side, side), "white")
-    square.paste(rgb, ((side - rgb.width) // 2, (side - rgb.height) // 2))
-    small = square.resize((SIGNATURE_SIDE, SIGNATURE_SIDE), Image.Resampling.BOX)
-    return np.asarray(small, np.float32).reshape(-1, 3)
-
-
-def signature_file(path: str | Path) -> np.ndarray | None:
-    """`colour_signature` of a file, or None if it cannot be read or decoded."""
-    try:
-        return colour_signature(Path(path).read_bytes())
-    except (OSError, ValueError):
-        return None
-
-
-BACKGROUND_LUMA = 235.0  # brighter cells are backdrop (products are shot on white)
-
-
-def normalise_signatures(sigs: np.ndarray) -> np.ndarray:
-    """RGB signatures (images, cells, 3) -> (images, cells, 3) features for
-    `signature_similarity`: [luma, (R - G) / damp, (B - G) / damp] per cell.
-
-    damp is the cell's luma plus half the image's mean product luma (cells darker than the
-    backdrop), at least 16: dark cells carry little colour, so their noise must not count,
-    and because the damping scales with the image, a global brightness change (every channel
-    times k) leaves the chroma features as they were. A fixed damping (luma + 32) moved them
-    enough to lose 1 in 20 brightened copies (bench/dedupe_quality.py).
-    """
-    x = np.asarray(sigs, np.float32)
-    luma = x @ np.array([0.299, 0.587, 0.114], np.float32)
-    product = luma < BACKGROUND_LUMA
-    mean = (luma * product).sum(axis=-1) / np.maximum(product.sum(axis=-1), 1)
-    damp = luma + np.maximum(0.5 * mean, 16.0)[..., None]
-    chroma_r = (x[..., 0] - x[..., 1]) / damp
-    chroma_b = (x[..., 2] - x[..., 1]) / damp
-    return np.stack([luma, chroma_r, chroma_b], axis=-1).astype(np.float32)
-
-
-def signature_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per pair of normalised signatures (arrays of shape (pairs, cells, 3)), compared on the
-    cells that are not white backdrop in either image: the smaller of the luma correlation
-    there (blind to a global brightness or contrast change) and 1 - the mean absolute chroma
-    difference there. 1 for the same picture; low for different products of one silhouette
-    in other colours (chroma) or with other details inside (luma). An image that is all
-    backdrop in both agrees fully."""
-    w = ((a[..., 0] < BACKGROUND_LUMA) | (b[..., 0] < BACKGROUND_LUMA)).astype(np.float32)
-    n = w.sum(axis=1)
-    safe = np.maximum(n, 1.0)[:, None]
-    la = a[..., 0] - (a[..., 0] * w).sum(axis=1)[:, None] / safe
-    lb = b[..., 0] - (b[..., 0] * w).sum(axis=1)[:, None] / safe
-    cov = (la * lb * w).sum(axis=1)
-    var = np.sqrt((la * la * w).sum(axis=1) * (lb * lb * w).sum(axis=1))
-    corr = np.where(var > 1e-3, cov / np.maximum(var, 1e-3), 1.0)
-    chroma = (np.abs(a[..., 1:] - b[..., 1:]).sum(axis=2) * w).sum(axis=1) / (2 * safe[:, 0])
-    return np.asarray(np.where(n > 0, np.minimum(corr, 1.0 - chroma), 1.0), np.float32)

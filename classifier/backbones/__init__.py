@@ -1,0 +1,1 @@
+"""Pretrained backbones built in Keras from weights that pip packages ship (never downloaded)."""

@@ -1,0 +1,159 @@
+"""A product's pictures in order of importance, without the page's other images.
+
+Main photo first (declared: og:image, twitter:image, link rel=image_src, itemprop=image; then
+the gallery: the biggest picture in the main content, with its zoom variant), then the other
+photos of the same product. Never logos, icons, sprites, payment badges, social buttons,
+tracking pixels, placeholder GIFs or other products' thumbnails (recommendation carousels).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+JUNK_URL = re.compile(
+    r"(?<!cata)logo|(?<![a-z])(icon|sprite|badge|payment|paypal|visa|mastercard|amex|klarna|social|"
+    r"facebook|twitter|pinterest|instagram|youtube|pixel|spacer|blank|placeholder|loading|"
+    r"loader|transparent|1x1|clear\.gif|trans\.gif|stars?(?![a-z])|rating|flag|arrow|btn|"
+    r"button|avatar|ads?/|doubleclick|analytics|beacon|tracking)|\.svg(\?|$)", re.I)
+JUNK_AREA = re.compile(
+    r"related|recommend|similar|also|upsell|up-sell|cross-?sell|recent|viewed|carousel-other|"
+    r"rr_|rfk_|certona|bought|suggest|complete-the-look|you-may|youmay|sponsored|\bads?\b",
+    re.I)
+CHROME_TAGS = {"header", "nav", "footer", "aside"}
+MAIN_HINT = re.compile(r"main|primary|hero|product|zoom|landing|featured|gallery|pdp|large",
+                       re.I)
+ZOOM_ATTRS = ("data-zoom-image", "data-zoom", "data-large", "data-old-hires", "data-large-image",
+              "data-full", "data-zoom-src", "data-mega-url", "data-big")
+LAZY_ATTRS = ("data-src", "data-original", "data-lazy-src", "data-lazy", "src")
+SRCSET_ITEM = re.compile(r"\s*(\S+)(?:\s+(\d+(?:\.\d+)?)([wx]))?\s*(?:,|$)")
+
+
+def junk_url(url: str) -> bool:
+    path = re.sub(r"^(https?:)?//[^/]+", "", url)  # a CDN's host name says nothing
+    return url.startswith("data:") or bool(JUNK_URL.search(path))
+
+
+def in_other_area(element: Any) -> bool:
+    """Inside the site's chrome or another product's area (related items, carousels)."""
+    for ancestor in element.iterancestors():
+        if ancestor.tag in CHROME_TAGS:
+            return True
+        marks = f"{ancestor.get('class') or ''} {ancestor.get('id') or ''}"
+        if marks.strip() and JUNK_AREA.search(marks):
+            return True
+    return False
+
+
+def other_area_test(doc: Any) -> Callable[[Any], bool]:
+    """in_other_area for one page, remembering each ancestor's answer so a page with thousands
+    of images walks every branch once (lxml keeps one proxy per node while we hold it)."""
+    known: dict[Any, bool] = {}
+
+    def inside(element: Any) -> bool:
+        path = []
+        node = element.getparent()
+        result = False
+        while node is not None:
+            if node in known:
+                result = known[node]
+                break
+            path.append(node)
+            marks = f"{node.get('class') or ''} {node.get('id') or ''}"
+            if node.tag in CHROME_TAGS or (marks.strip() and JUNK_AREA.search(marks)):
+                result = True
+                break
+            node = node.getparent()
+        for seen in path:
+            known[seen] = result
+        return result
+
+    return inside
+
+
+def srcset_largest(srcset: str) -> str | None:
+    """The biggest candidate of a srcset ("a.jpg 300w, b.jpg 900w" -> b.jpg)."""
+    best: tuple[float, str] | None = None
+    for index, match in enumerate(SRCSET_ITEM.finditer(srcset.strip())):
+        src, size, _unit = match.groups()
+        if not src or src.startswith("data:"):
+            continue
+        score = float(size) if size else 1.0 + index * 1e-6
+        if best is None or score > best[0]:
+            best = (score, src)
+    return best[1] if best else None
+
+
+def img_url(img: Any) -> str | None:
+    """The best URL of an <img>: its zoom variant, srcset's largest, then lazy-load attributes."""
+    for attr in ZOOM_ATTRS:
+        value = (img.get(attr) or "").strip()
+        if value.startswith(("http", "//", "/")):
+            return value
+    for attr in ("data-srcset", "srcset"):
+        if img.get(attr):
+            found = srcset_largest(img.get(attr))
+            if found:
+                return found
+    for attr in LAZY_ATTRS:
+        value = (img.get(attr) or "").strip()
+        if value and not value.startswith("data:"):
+            return value
+    return None
+
+
+def size_of(img: Any) -> float:
+    """Declared area; 0 when the page does not say (unknown is not small)."""
+    try:
+        return float(img.get("width") or 0) * float(img.get("height") or 0)
+    except ValueError:
+        return 0.0
+
+
+def tiny(img: Any) -> bool:
+    for attr in ("width", "height"):
+        try:
+            if 0 <= float((img.get(attr) or "999").rstrip("px")) < 50:
+                return True
+        except ValueError:
+            pass
+    return False
+
+
+def declared_images(doc: Any) -> list[tuple[str, str]]:
+    """(source, url) of the images the page declares as its own picture."""
+    out = []
+    for key, source in (("og:image", "og"), ("og:image:url", "og"), ("og:image:secure_url", "og"),
+                        ("twitter:image", "twitter"), ("twitter:image:src", "twitter")):
+        for value in doc.xpath(f'//meta[@property="{key}" or @name="{key}"]/@content'):
+            out.append((source, value.strip()))
+    for value in doc.xpath('//link[@rel="image_src"]/@href'):
+        out.append(("link", value.strip()))
+    return [(s, u) for s, u in out if u and not junk_url(u)]
+
+
+def gallery_images(doc: Any, title: str | None,
+                   skip: Callable[[Any], bool] = in_other_area) -> list[str]:
+    """The body's product photos, best first: itemprop=image, then scored candidates."""
+    title_words = {w for w in re.findall(r"\w{4,}", (title or "").lower())}
+    scored = []
+    for index, img in enumerate(doc.xpath("//body//img | //body//picture/source")):
+        url = img_url(img)
+        if not url or junk_url(url) or tiny(img) or skip(img):
+            continue
+        alt = (img.get("alt") or img.get("title") or "").lower()
+        marks = " ".join(f"{a.get('class') or ''} {a.get('id') or ''}"
+                         for a in [img, *list(img.iterancestors())[:3]])
+        score = 0.0
+        if img.get("itemprop") == "image":
+            score += 8
+        if any(img.get(a) for a in ZOOM_ATTRS):
+            score += 4
+        if MAIN_HINT.search(marks):
+            score += 2
+        if title_words and len(title_words & set(re.findall(r"\w{4,}", alt))) >= 2:
+            score += 3
+        score += min(size_of(img) / 100_000, 3)
+        scored.append((-score, index, url))
+    return [url for _s, _i, url in sorted(scored)]

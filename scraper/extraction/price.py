@@ -1,0 +1,83 @@
+"""Prices as shown to a shopper, read with price-parser (Zyte) rather than our own regexes.
+
+A range ("$10 - $20", "38.17 - 48.27") gives its low end, as schema.org's lowPrice does;
+"From $9" gives 9; "$0.00" gives 0.0. Text without a digit gives None, never a guess.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+STRUCK = re.compile(r"\b(old|was|strike|regular|list|compare|original|before|msrp|rrp|"
+                    r"saving|save|discount|per|unit)", re.I)
+PRICE_CLASS = re.compile(r"price|prc|amount|cost", re.I)
+SALE_CLASS = re.compile(r"sale|current|now|deal|our|final|actual|special|offer", re.I)
+CURRENCY = re.compile(r"[$€£¥₹₩₽]|\b(USD|EUR|GBP|JPY|CAD|AUD|CHF|SEK|NOK|DKK|PLN|INR)\b")
+
+
+def read_price(text: str | None) -> tuple[float | None, str | None]:
+    """(amount, currency) of a price text; (None, None) when it holds no amount."""
+    if not text or not re.search(r"\d", text):
+        return None, None
+    from price_parser import Price
+
+    price = Price.fromstring(text)
+    if price.amount is None:
+        return None, None
+    return float(price.amount), normal_currency(price.currency)
+
+
+def normal_currency(symbol: str | None) -> str | None:
+    codes = {"$": "USD", "US$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR",
+             "₩": "KRW", "₽": "RUB", "C$": "CAD", "A$": "AUD", "CA$": "CAD"}
+    if not symbol:
+        return None
+    symbol = symbol.strip()
+    return codes.get(symbol, symbol.upper() if re.fullmatch(r"[A-Za-z]{3}", symbol) else None)
+
+
+def element_text(element: Any) -> str:
+    """Text of a price element; separate pieces are joined tight when they are digits only
+    ("$<b>339</b><sup>.99</sup>"), else with spaces."""
+    pieces = [p.strip() for p in element.itertext() if p.strip()]
+    tight = "".join(pieces)
+    return tight if re.fullmatch(r"[^\d]*[\d.,]+[^\d]*", tight) else " ".join(pieces)
+
+
+def visible_price(doc: Any, skip: Any) -> tuple[float | None, str | None]:
+    """The page's current price: itemprop=price, then the first price-classed element with a
+    currency sign that is not struck through, outside `skip`ped areas (related products)."""
+    for element in doc.xpath('//*[@itemprop="price"]'):
+        if skip(element):
+            continue
+        amount, currency = read_price(element.get("content") or element_text(element))
+        if amount:
+            return amount, currency or page_currency(doc)
+    candidates = []
+    after_title = False
+    for element in doc.xpath("//body//*[@class or @id] | //body//h1"):
+        if element.tag == "h1":
+            after_title = True  # the product's price follows its title; earlier ones are promos
+            continue
+        marks = f"{element.get('class') or ''} {element.get('id') or ''}"
+        if not PRICE_CLASS.search(marks) or element.tag in {"script", "style", "del", "s"}:
+            continue
+        if STRUCK.search(marks) or skip(element) or len(element) > 6:
+            continue
+        text = element_text(element)
+        if len(text) > 40 or not CURRENCY.search(text):
+            continue
+        amount, currency = read_price(text)
+        if amount is not None:
+            candidates.append((0 if after_title else 1, 0 if SALE_CLASS.search(marks) else 1,
+                               len(candidates), amount, currency))
+    if not candidates:
+        return None, None
+    _where, _kind, _order, amount, currency = min(candidates)
+    return amount, currency
+
+
+def page_currency(doc: Any) -> str | None:
+    code = doc.xpath('string(//*[@itemprop="priceCurrency"]/@content)').strip()
+    return code.upper() if re.fullmatch(r"[A-Za-z]{3}", code) else None

@@ -1,0 +1,161 @@
+"""What the page shows when its structured data is missing, partial or wrong: the title, the
+identifiers next to their labels, brand and availability, and whether it is a product page."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from scraper.extraction.structured import path_without_title
+
+TITLE_SEPARATORS = re.compile(r"\s+[|:–—-]\s+|\s+[|·•]\s*")
+LABEL = (r"(?<![\w])(SKU|Item\s*(?:#|No\.?|number|code)|Model\s*(?:#|No\.?|number)|MPN|"
+         r"MFR\s*#|Part\s*(?:#|No\.?|number)|Style\s*(?:#|No\.?)|Art(?:icle)?\.?\s*No\.?|"
+         r"Product\s*(?:code|ID)|ISBN(?:-13)?|UPC|EAN|GTIN|TCIN)")
+ID_LABEL = re.compile(LABEL + r"\s*[:#]?\s*[:#]?\s*([A-Z0-9][A-Z0-9._/-]{2,30})", re.I)
+# A label alone ("ISBN-13:</dt>"): its value sits in the next element.
+LABEL_ONLY = re.compile(r"^\s*" + LABEL + r"\s*[:#]?\s*[:#]?\s*$", re.I)
+LABEL_START = re.compile(r"sku|item|model|mpn|mfr|part|style|art|product|isbn|upc|ean|gtin|"
+                         r"tcin", re.I)  # a cheap first look before ID_LABEL
+BREADCRUMB_SEPARATORS = {"/", ">", "›", "»", "|", "→", "\\"}
+ID_PROPS = ("sku", "productID", "mpn", "gtin13", "gtin", "gtin14", "gtin12", "gtin8", "isbn")
+CART_WORDS = re.compile(r"add[\s-]*to[\s-]*(cart|bag|basket|trolley)|buy[\s-]*now|"
+                        r"in den warenkorb|ajouter au panier|añadir al carrito|add_to_cart|"
+                        r"addtocart|add-to-cart", re.I)
+
+
+def first_text(doc: Any, xpath: str) -> str | None:
+    for value in doc.xpath(xpath):
+        text = " ".join(str(value if isinstance(value, str) else value.text_content()).split())
+        if text:
+            return text
+    return None
+
+
+def main_heading(doc: Any) -> str | None:
+    """The page's main <h1> (outside header/nav/footer), or None when there is none."""
+    for h1 in doc.xpath("//body//h1"):
+        if any(a.tag in {"header", "nav", "footer", "aside"} for a in h1.iterancestors()):
+            continue
+        text = " ".join(heading_text(h1).split())
+        if 2 <= len(text) <= 300:
+            return text
+    return None
+
+
+def heading_text(h1: Any) -> str:
+    """The heading's words without the prices some shops put inside it."""
+    parts = [h1.text or ""]
+    for child in h1:
+        if not re.search(r"price", f"{child.get('class') or ''} {child.get('id') or ''}", re.I):
+            parts.append(child.text_content())
+        parts.append(child.tail or "")
+    return " ".join(parts)
+
+
+def title_without_shop(title: str, site_name: str | None) -> str:
+    """<title> minus the shop's name: the longest part between separators, or the part that is
+    not og:site_name."""
+    parts = [p.strip() for p in TITLE_SEPARATORS.split(title) if p.strip()]
+    if site_name:
+        parts = [p for p in parts if p.lower() != site_name.strip().lower()] or parts
+    return max(parts, key=len) if parts else title
+
+
+def visible_title(doc: Any) -> tuple[str | None, str | None]:
+    """(title, source): the main <h1>, og:title, twitter:title, then <title> minus the shop."""
+    heading = main_heading(doc)
+    if heading:
+        return heading, "h1"
+    for key, source in (("og:title", "og"), ("twitter:title", "twitter")):
+        found = first_text(doc, f'//meta[@property="{key}" or @name="{key}"]/@content')
+        if found:
+            return found, source
+    title = first_text(doc, "//title")
+    if title:
+        site = first_text(doc, '//meta[@property="og:site_name"]/@content')
+        return title_without_shop(title, site), "title"
+    return None, None
+
+
+def labelled_id(doc: Any, skip: Any) -> str | None:
+    """An identifier from itemprop markup anywhere, else from a label the shopper reads
+    ("SKU: 123", "Item # ABC", "Model # 6202-22-00", "ISBN-13: 978...")."""
+    for prop in ID_PROPS:
+        for element in doc.xpath(f'//*[@itemprop="{prop}"]'):
+            value = " ".join((element.get("content") or element.text_content()).split())
+            if value and not skip(element) and re.search(r"\d", value):
+                return value
+    body = doc.find("body")
+    for element in body.iter() if body is not None else ():
+        own = (element.text or "").strip()
+        if not own or not isinstance(element.tag, str) or element.tag in {"script", "style"}:
+            continue
+        if not LABEL_START.search(own[:60]) or skip(element) or not (
+                ID_LABEL.search(own[:60]) or LABEL_ONLY.match(own)):
+            continue
+        # "ISBN-13:</dt><dd>978..." : the value sits in the next element, so read the parent.
+        container = element.getparent() if len(own) < 20 and element.getparent() is not None \
+            else element
+        found = ID_LABEL.search(" ".join(container.text_content().split())[:200])
+        if found and re.search(r"\d", found.group(2)):
+            return found.group(2).strip("._/-")
+    return None
+
+
+def cart_buttons(doc: Any) -> int:
+    """How many add-to-cart forms or buttons the page has (a product page has one or two)."""
+    count = 0
+    for element in doc.xpath("//form | //button | //input[@type='submit'] | //a[@id or @class]"):
+        marks = " ".join(str(element.get(a) or "") for a in ("id", "class", "name", "action",
+                                                             "value", "data-action"))
+        text = " ".join(element.text_content().split())[:60] if element.tag != "form" else ""
+        if CART_WORDS.search(marks) or CART_WORDS.search(text):
+            count += 1
+            if not any(CART_WORDS.search(" ".join(str(a.get(k) or "") for k in (
+                    "id", "class", "action"))) for a in element.iterancestors()):
+                continue
+            count -= 1  # a button inside a cart form counts once, with its form
+    return count
+
+
+def meta(doc: Any, key: str) -> str | None:
+    return first_text(doc, f'//meta[@property="{key}" or @name="{key}"]/@content')
+
+
+def availability(doc: Any) -> str | None:
+    """schema.org availability (InStock, OutOfStock, ...) from markup or product meta tags."""
+    raw = first_text(doc, '//*[@itemprop="availability"]/@href | '
+                          '//*[@itemprop="availability"]/@content') or meta(
+        doc, "product:availability") or meta(doc, "og:availability")
+    if not raw:
+        return None
+    word = raw.rsplit("/", 1)[-1].replace(" ", "").lower()
+    for name in ("InStock", "OutOfStock", "PreOrder", "BackOrder", "Discontinued",
+                 "LimitedAvailability", "SoldOut", "OnlineOnly"):
+        if name.lower() == word or name.lower().replace("stock", " stock") == raw.lower():
+            return name
+    return {"instock": "InStock", "in_stock": "InStock", "oos": "OutOfStock",
+            "out of stock": "OutOfStock", "outofstock": "OutOfStock"}.get(word)
+
+
+def visible_brand(doc: Any) -> str | None:
+    return first_text(doc, '//*[@itemprop="brand"]/@content | //*[@itemprop="brand"]') or meta(
+        doc, "product:brand") or meta(doc, "og:brand")
+
+
+def visible_breadcrumb(doc: Any, title: str | None) -> str | None:
+    """The breadcrumb a shopper sees: nav[aria-label=breadcrumb], .breadcrumb(s) lists."""
+    containers = doc.xpath(
+        '//*[contains(translate(@aria-label, "BREADCRUMB", "breadcrumb"), "breadcrumb")'
+        ' or contains(translate(@class, "BREADCRUMB", "breadcrumb"), "breadcrumb")'
+        ' or contains(translate(@id, "BREADCRUMB", "breadcrumb"), "breadcrumb")]'
+    )
+    for box in containers:
+        parts = box.xpath(".//li") or box.xpath(".//a | .//span[not(*)]")
+        names = [" ".join(p.text_content().split()) for p in parts]
+        names = [n.strip("/>›» ") for n in names if n and n not in BREADCRUMB_SEPARATORS]
+        names = [n for n in names if n]
+        if names:
+            return path_without_title(names, title)
+    return None
