@@ -531,7 +531,7 @@ class RemoteWriter:
             except (EOFError, OSError) as exc:
                 raise CrawlFailed("the catalog writer stopped") from exc
         if kind == "error":
-            raise RuntimeError(value)
+            raise ItemNotSaved(value)
         return value
 
     def close(self) -> None:
