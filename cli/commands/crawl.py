@@ -83,12 +83,13 @@ def crawl(
     share one frontier; 'slashcat crawl-worker' joins more from other machines.
     Example: slashcat crawl https://shop.example.com --max-products 500
     """
+    from catalog.errors import InvalidInput
     from scraper.distributed import crawl_shops, read_shop_list
 
     st = state(ctx)
     shops = list(urls or []) + (read_shop_list(from_file) if from_file else [])
     if not shops:
-        raise typer.BadParameter("give a shop URL (or --from-file FILE)", param_hint="URLS")
+        raise InvalidInput("give a shop URL to crawl (or --from-file FILE)")
     cat = st.catalog(create=True)
     with quiet_scrapy(st.settings.verbose), live_view(st) as progress:
         crawl_shops(cat, shops, redis_url=redis, workers=workers, store_name=store_name,
