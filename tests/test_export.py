@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fixtures_review import BAGS, TOP, WATCHES, ReviewData
 from sqlalchemy import insert, select
 
 from catalog.export import COLUMNS, ExportOptions, export_rows, neutralise
@@ -20,6 +19,8 @@ from catalog.ingest import get_or_create_store, upsert_product
 from catalog.labels import current_labels
 from catalog.models import Image, Product, utcnow
 from catalog.review import QueueFilter, ReviewSession, accept_above
+
+from helpers.review import BAGS, TOP, WATCHES, ReviewData
 
 TRICKY = {
     "T1": "Shirt, blue, size M",

@@ -11,7 +11,6 @@ takes. p0's image shares a dedupe cluster with two other images. Model v0 is ina
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +24,8 @@ from catalog.ingest import get_or_create_store, ingest_image, link_image, upsert
 from catalog.labels import add_label
 from catalog.models import Image, Model, Prediction
 from catalog.settings import Settings
+
+from helpers import copy_home
 
 TOP = "Apparel > Topwear"
 BOTTOM = "Apparel > Bottomwear"
@@ -141,7 +142,7 @@ def _cluster(
 @pytest.fixture(scope="session")
 def review_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReviewData]:
     """Built once per test run; each test gets a copy (building it costs more than copying)."""
-    from conftest import jpeg_bytes
+    from helpers import jpeg_bytes
 
     home = tmp_path_factory.mktemp("review-template") / "home"
     cat = open_catalog(Settings.load(home=home, env={}))
@@ -158,8 +159,7 @@ def review_data(
 ) -> Iterator[ReviewData]:
     """A fresh copy of the review catalog at the test's home folder (the `cli` fixture's too)."""
     template_home, template = review_template
-    shutil.copytree(template_home, settings.home)
-    cat = open_catalog(settings)
+    cat = open_catalog(copy_home(template_home, settings.home))
     yield replace(template, catalog=cat)
     cat.close()
 

@@ -7,7 +7,6 @@ the catalog works on its own copy of that home folder.
 from __future__ import annotations
 
 import io
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import pytest
 
 from catalog.db import Catalog, open_catalog
 from catalog.settings import Settings
+
+from helpers import copy_home
 
 # Category path -> (shape, colour). Distinct colours and shapes make the task learnable fast.
 SHAPES = {
@@ -108,11 +109,6 @@ def build_shapes_catalog(catalog: Catalog) -> None:
 class Trained:
     settings: Settings
     version: str
-
-
-def copy_home(src: Path, dst: Path) -> Settings:
-    shutil.copytree(src, dst)
-    return Settings.load(home=dst, env={})
 
 
 @pytest.fixture(scope="session")
