@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
+from catalog.options import DEFAULT_BELOW, DISAGREEMENT_CONFIDENCE
 from cli.render import ImageMode
 from cli.state import AppState, state, user_errors
 
@@ -24,7 +25,8 @@ NO_TTY = (
 def review(
     ctx: typer.Context,
     below: float = typer.Option(
-        None, "--below", help="Only predictions with confidence below this \\[default: 0.7].",
+        None, "--below",
+        help=f"Only predictions with confidence below this \\[default: {DEFAULT_BELOW}].",
         show_default=False,
     ),
     category: str = typer.Option(
@@ -36,7 +38,8 @@ def review(
     limit: int = typer.Option(None, "--limit", help="At most this many products."),
     disagreements: bool = typer.Option(
         False, "--disagreements",
-        help="Instead, products whose store label the model contradicts with confidence >= 0.9.",
+        help="Instead, products whose store label the model contradicts with confidence >= "
+        f"{DISAGREEMENT_CONFIDENCE}.",
     ),
     accept_above: float = typer.Option(
         None, "--accept-above",
@@ -56,7 +59,7 @@ def review(
     Example: slashcat review --below 0.6 --category Shoes
     """
     from catalog.errors import InvalidInput
-    from catalog.review import DEFAULT_BELOW, QueueFilter, validate_filter
+    from catalog.review import QueueFilter, validate_filter
 
     st = state(ctx)
     if accept_above is not None:
