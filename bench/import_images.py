@@ -4,7 +4,7 @@ Prints the median wall time of `import_images` over repeats beside an anchor mea
 same run: a plain single-process loop that reads, fully decodes (Pillow) and sha256-hashes each
 file, the least work any importer must do.
 
-    .venv/bin/python bench/import_images.py [--repeats 3] [--workers N]
+    .venv/bin/python bench/import_images.py [--repeats 3] [--workers N] [--limit N]
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ from catalog.settings import Settings
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fashion-products"
 
 
-def build_folder(out: Path) -> int:
-    """Hard-link (or copy) each photo into <out>/<subCategory>/."""
+def build_folder(out: Path, limit: int | None = None) -> int:
+    """Hard-link (or copy) each photo (the first `limit`) into <out>/<subCategory>/."""
     n = 0
     with (SHARED / "products.csv").open(newline="") as fh:
         for row in csv.DictReader(fh):
+            if limit is not None and n >= limit:
+                break
             src = SHARED / "images" / f"{row['id']}.jpg"
             if not src.exists():
                 continue
@@ -71,10 +73,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N photos")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "by-subcategory"
-        n = build_folder(folder)
+        n = build_folder(folder, args.limit)
         times, summary = [], ""
         anchors = []
         for _ in range(args.repeats):

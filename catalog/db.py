@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,8 +23,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
 
 def is_locked_error(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "database is locked" in text or "database table is locked" in text
+    """SQLite's BUSY or LOCKED, by error code (a DBAPI error, or SQLAlchemy's wrapper of one)."""
+    code = getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def make_engine(url: str, busy_timeout_s: float = 10.0) -> Engine:
@@ -43,7 +45,7 @@ def _sqlite_pragmas(engine: Engine, busy_timeout_s: float) -> None:
         cur.execute("PRAGMA synchronous = NORMAL")
         try:
             cur.execute("PRAGMA journal_mode = WAL")
-        except Exception as exc:  # a locked file refuses the journal switch
+        except sqlite3.OperationalError as exc:  # a locked file refuses the journal switch
             if not is_locked_error(exc):
                 raise
         cur.close()
@@ -163,7 +165,3 @@ def open_catalog(settings: Settings, create: bool = True) -> Catalog:
         engine.dispose()
         raise
     return Catalog(settings, engine)
-
-
-def table_names(engine: Engine) -> list[str]:
-    return sorted(inspect(engine).get_table_names())

@@ -23,6 +23,7 @@ from catalog.images import Limits, inspect_image
 from catalog.labels import current_labels
 from catalog.models import Category, Model, Prediction, Product, ProductImage
 from classifier.backend import load_tensorflow
+from classifier.config import DEFAULT_TOP_K
 from classifier.errors import ClassMismatch, ImageSizeMismatch
 from classifier.metrics import calibrated
 from classifier.registry import get_model, load_keras, model_path
@@ -70,8 +71,7 @@ class Classifier:
                 f"model {row.version}: its file predicts {units} classes but the catalog lists "
                 f"{len(row.classes)}"
             )
-        s = catalog.settings
-        limits = Limits(s.max_pixels, s.max_image_bytes, s.min_image_side)
+        limits = catalog.settings.image_limits()
         return cls(
             keras_model, row.version, row.id, list(row.classes), row.temperature,
             row.image_size, limits,
@@ -117,7 +117,7 @@ class Classifier:
             for row, idx in zip(probs, order, strict=True)
         ]
 
-    def classify_bytes(self, data: bytes, top_k: int = 3) -> TopK:
+    def classify_bytes(self, data: bytes, top_k: int = DEFAULT_TOP_K) -> TopK:
         """The top-k (category, probability) pairs for one image; raises ImageRejected."""
         return self.top_k(self.probabilities(self.prepare(data)[None]), top_k)[0]
 
@@ -133,7 +133,9 @@ class Classifier:
                 prepared.append(ImageRejected("corrupt", one_line(exc)))
         return prepared
 
-    def classify_many(self, blobs: Sequence[bytes], top_k: int = 3) -> list[TopK | ImageRejected]:
+    def classify_many(
+        self, blobs: Sequence[bytes], top_k: int = DEFAULT_TOP_K
+    ) -> list[TopK | ImageRejected]:
         """Like classify_bytes for many images in one batch; bad ones come back as errors."""
         prepared = self.prepare_many(blobs)
         good = [p for p in prepared if isinstance(p, np.ndarray)]
@@ -220,7 +222,7 @@ def predict_catalog(
     version: str | None = None,
     scope: str = "unlabelled",
     progress: Progress | None = None,
-    top_k: int = 3,
+    top_k: int = DEFAULT_TOP_K,
     batch_size: int = 256,
 ) -> PredictReport:
     """Predict the products in scope ('unlabelled' or 'all') with a model (default: active)."""

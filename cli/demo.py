@@ -20,6 +20,7 @@ from sqlalchemy import select
 from catalog.db import Catalog
 from catalog.errors import SlashcatError
 from catalog.models import Model, Store
+from catalog.models_registry import active_model
 
 DEMO_STORE = "sample-store"
 DEMO_LEVEL = 2  # "Apparel > Topwear": the sample's 8 classes
@@ -182,9 +183,7 @@ def _train(
     from classifier.train import TrainConfig, train
 
     with catalog.session() as session:
-        existing = session.scalar(
-            select(Model).where(Model.active.is_(True)).order_by(Model.id.desc())
-        )
+        existing = active_model(session)
         if existing is not None:
             result.model_version = existing.version
             return f"reusing model {existing.version} ({existing.architecture})", True

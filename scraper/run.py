@@ -144,7 +144,7 @@ def _crawl(catalog: Catalog, url: str, store_name: str | None, resume: bool,
     with _crawl_lock:
         store_id, run_id = start_run(catalog, name, url, run_settings)
         report = CrawlReport(store=name, start_url=url, run_id=run_id)
-        limits = Limits(s.max_pixels, s.max_image_bytes, s.min_image_side)
+        limits = s.image_limits()
         ctx = CrawlContext(catalog, store_id, report, limits, opts, progress)
         jobdir = job_dir(s, name)
         if not resume and jobdir.exists():

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures_classifier import copy_home
+from tests.helpers import copy_home
 
 ROOT = Path(__file__).resolve().parents[1]
 

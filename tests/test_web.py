@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from fixtures_web import (
+from sqlalchemy import func, select
+
+from catalog.db import open_catalog
+from catalog.models import Image, Label, Product, Store
+from catalog.settings import Settings
+
+from helpers import bomb_png
+from helpers.web import (
     MAX_BODY,
     MAX_FILE,
     MAX_FILES,
@@ -23,15 +30,9 @@ from fixtures_web import (
     CliServer,
     Served,
     WebModel,
-    bomb_png,
     noise_png,
     shape_png,
 )
-from sqlalchemy import func, select
-
-from catalog.db import open_catalog
-from catalog.models import Image, Label, Product, Store
-from catalog.settings import Settings
 
 TIMEOUT = 30
 
