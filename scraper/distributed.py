@@ -329,6 +329,7 @@ def run_worker(settings: Settings, job: Job, progress: Progress | None = None,
         publish = _publisher(client, job, me, report, progress)
         ctx = CrawlContext(catalog, job.store_id, report, limits, opts, publish)
         values = scrapy_settings(s, job.start_url, opts, Path("unused"))
+        del values["JOBDIR"]  # the frontier lives in Redis, not in a job folder
         values.update(redis_settings(job, me, direct_writes))
         try:
             status = _run_spider(ctx, job.start_url, values)
