@@ -312,7 +312,7 @@ def run_worker(settings: Settings, job: Job, progress: Progress | None = None,
     from scrapy.core.engine import ExecutionEngine
     from scrapy.exceptions import ScrapyDeprecationWarning
 
-    from scraper.run import _run_spider
+    from scraper.run import run_spider
 
     # scrapy-redis still uses APIs Scrapy has deprecated; the user can do nothing about it.
     warnings.filterwarnings("ignore", category=ScrapyDeprecationWarning)
@@ -332,7 +332,7 @@ def run_worker(settings: Settings, job: Job, progress: Progress | None = None,
         del values["JOBDIR"]  # the frontier lives in Redis, not in a job folder
         values.update(redis_settings(job, me, direct_writes))
         try:
-            status = _run_spider(ctx, job.start_url, values)
+            status = run_spider(ctx, job.start_url, values)
         finally:
             report.elapsed_s = time.monotonic() - report.started
             with contextlib.suppress(Exception):
@@ -571,9 +571,9 @@ def crawl_shops(catalog: Catalog, urls: list[str], *, redis_url: str | None = No
     checked = [check_start_url(u) for u in urls]  # every URL is checked before any crawl
     if redis_url:
         connect(redis_url)  # fail before any crawl if Redis is not there
-    from scraper.run import _merge, crawl
+    from scraper.run import crawl, merge_options
 
-    opts = _merge(options or CrawlOptions(), max_products, allow_domains)
+    opts = merge_options(options or CrawlOptions(), max_products, allow_domains)
     reports = []
     for url in dict.fromkeys(checked):
         try:
