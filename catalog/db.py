@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -24,6 +26,7 @@ from catalog.errors import (
 from catalog.settings import Settings
 from catalog.store import ImageStore
 
+T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
 
@@ -182,6 +185,23 @@ def translate_db_errors() -> Iterator[None]:
                 "the catalog is locked by another process; try again when it has finished"
             ) from exc
         raise CatalogError(f"database error: {one_line(exc.orig or exc)}") from exc
+
+
+def retry_locked(fn: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: Any) -> T:
+    """Run a write transaction again if SQLite said busy (another process was writing).
+
+    busy_timeout covers waiting for the lock, but not a transaction that read first and then
+    found another writer had committed since (SQLite refuses it at once): that one must start
+    over. `fn` must be one whole transaction, safe to repeat.
+    """
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except CatalogLocked:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def open_catalog(settings: Settings, create: bool = True) -> Catalog:

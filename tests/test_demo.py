@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import fresh_schema
 from sqlalchemy import func, select
 
 from catalog.db import open_catalog
 from catalog.models import CrawlRun, Image, Label, Model, Prediction, Product
 from catalog.settings import Settings
+
+from helpers.servers import fresh_schema
 
 pytestmark = pytest.mark.slow
 

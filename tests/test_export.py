@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fixtures_review import BAGS, TOP, WATCHES, ReviewData
 from sqlalchemy import insert, select
 
 from catalog.export import COLUMNS, ExportOptions, export_rows, neutralise
@@ -20,6 +19,8 @@ from catalog.ingest import get_or_create_store, upsert_product
 from catalog.labels import current_labels
 from catalog.models import Image, Product, utcnow
 from catalog.review import QueueFilter, ReviewSession, accept_above
+
+from helpers.review import BAGS, TOP, WATCHES, ReviewData
 
 TRICKY = {
     "T1": "Shirt, blue, size M",
@@ -154,7 +155,6 @@ def test_jsonl(data: ReviewData, cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--format", "xml"], "unknown format 'xml'"),
         (["--min-confidence", "2"], "--min-confidence must be between 0 and 1"),
         (["--store", "nope"], "unknown store 'nope'"),
     ],
@@ -169,6 +169,16 @@ def test_bad_input_is_one_line_and_leaves_the_old_file(
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert out.read_text(encoding="utf-8") == "old contents"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".keep")) == []
+
+
+def test_an_unknown_format_is_a_usage_error_and_leaves_the_old_file(
+    data: ReviewData, cli, tmp_path: Path
+) -> None:
+    out = tmp_path / "keep.csv"
+    out.write_text("old contents", encoding="utf-8")
+    result = cli("export", str(out), "--format", "xml")
+    assert result.exit_code == 2 and "'xml' is not one of 'csv', 'jsonl'" in result.stderr
+    assert out.read_text(encoding="utf-8") == "old contents"
 
 
 def test_missing_folder(data: ReviewData, cli, tmp_path: Path) -> None:

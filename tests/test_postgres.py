@@ -1,6 +1,6 @@
 """PostgreSQL as the catalog: migrations, faults, and every command through the real CLI.
 
-The server comes from tests/servers.py (skipped without one, failed in CI). The catalog-level
+The server comes from tests/helpers/servers.py (skipped without one, failed in CI). The catalog-level
 tests of the other files also run here through the parametrised `catalog` fixture, and
 tests/test_demo.py runs the whole pipeline on PostgreSQL.
 """
@@ -19,14 +19,15 @@ from typing import Any
 
 import pytest
 import requests
-from fixtures_classifier import SHAPES, shape_image
-from fixtures_web import CliServer
-from servers import PostgresServer, free_port, fresh_schema, pg_bin_dir, unavailable
 from sqlalchemy import func, select, text
 
 from catalog.db import alembic_config, open_catalog
 from catalog.models import Base, Image, Label, Model, Prediction, Product
 from catalog.settings import Settings
+
+from helpers.classifier import SHAPES, shape_image
+from helpers.servers import PostgresServer, free_port, fresh_schema, pg_bin_dir, unavailable
+from helpers.web import CliServer
 
 EXE = Path(sys.executable).with_name("slashcat")
 
@@ -94,7 +95,7 @@ def test_server_down_at_start_is_one_line_without_the_password(tmp_path: Path) -
 
 
 def test_missing_database_or_schema_is_one_line(postgres_url: str, tmp_path: Path) -> None:
-    from servers import with_database, with_schema
+    from helpers.servers import with_database, with_schema
 
     r = run_cli(tmp_path / "home", with_database(postgres_url, "no_such_db"), "init")
     assert_one_line(r, "cannot connect to the catalog at", 'database "no_such_db" does not exist')
@@ -283,11 +284,12 @@ def test_export_and_predict_stream_through_server_side_cursors(
         pg_catalog_url: str, tmp_path: Path) -> None:
     """Named (server-side) cursors: memory stays flat however many rows there are."""
     import psycopg
-    from fixtures_classifier import add_product
     from sqlalchemy import event
 
     from catalog.export import export_to_path
     from classifier.predict import PredictReport, plan_work
+
+    from helpers.classifier import add_product
 
     cat = open_catalog(Settings.load(home=tmp_path / "home", db=pg_catalog_url, env={}))
     add_product(cat, "http://shapes.test/a", shape_image("circle", (220, 40, 40), 1), None)

@@ -1,11 +1,12 @@
-"""The server fixtures of tests/servers.py: what other tests build on (PostgreSQL and Redis)."""
+"""The server fixtures of tests/helpers/servers.py: what other tests build on (PostgreSQL and Redis)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from servers import redis_call
 from sqlalchemy import create_engine, text
+
+from helpers.servers import redis_call
 
 
 def test_each_test_gets_an_empty_schema_in_the_session_database(
