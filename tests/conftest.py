@@ -22,7 +22,8 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture(params=["sqlite", "postgres"])
 def catalog_url(request: pytest.FixtureRequest) -> str:
     """The catalog-level tests run on both engines: "" is SQLite in the home folder; the other
-    is an empty PostgreSQL schema (tests/helpers/servers.py; skipped without a server, failed in CI)."""
+    is an empty PostgreSQL schema (tests/helpers/servers.py; skipped without a server, failed
+    in CI)."""
     return "" if request.param == "sqlite" else request.getfixturevalue("pg_catalog_url")
 
 

@@ -1,7 +1,7 @@
 """PostgreSQL as the catalog: migrations, faults, and every command through the real CLI.
 
-The server comes from tests/helpers/servers.py (skipped without one, failed in CI). The catalog-level
-tests of the other files also run here through the parametrised `catalog` fixture, and
+The server comes from tests/helpers/servers.py (skipped without one, failed in CI). The
+catalog-level tests of the other files also run here through the parametrised `catalog` fixture, and
 tests/test_demo.py runs the whole pipeline on PostgreSQL.
 """
 

@@ -1,4 +1,4 @@
-"""The server fixtures of tests/helpers/servers.py: what other tests build on (PostgreSQL and Redis)."""
+"""The fixtures of tests/helpers/servers.py that other tests build on (PostgreSQL, Redis)."""
 
 from __future__ import annotations
 
