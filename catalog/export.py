@@ -49,12 +49,12 @@ from catalog.models import (
     Store,
 )
 from catalog.models_registry import active_model
+from catalog.options import EXPORT_FORMATS
 
 COLUMNS = (
     "store", "external_id", "url", "title", "image_sha256", "image_path", "image_source_url",
     "category", "source", "confidence", "model_version", "reviewed_at",
 )
-FORMATS = ("csv", "jsonl")
 FORMULA_CHARS = frozenset("=+-@\t\r")
 REVIEWED = ("human", "model-accepted")
 CHUNK = 5000
@@ -71,7 +71,7 @@ class ExportOptions:
 
 def validate(session: Session, options: ExportOptions) -> int | None:
     """Check the options; returns the store id to filter on, if any."""
-    if options.format not in FORMATS:
+    if options.format not in EXPORT_FORMATS:
         raise InvalidInput(f"unknown format {options.format!r}; use csv or jsonl")
     check_fraction("--min-confidence", options.min_confidence)
     if options.store is None:

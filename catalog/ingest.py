@@ -191,12 +191,14 @@ def ingest_item(
     source_url: str | None = None,
     limits: Limits = Limits(),
     position: int = 0,
+    facts: ImageFacts | None = None,
     **fields: Any,
 ) -> ItemOutcome:
     """One product with one image: upsert the product, store the bytes, link them, record the
-    store label (`category_path`). A rejected image still leaves the product."""
+    store label (`category_path`). A rejected image still leaves the product. `facts`: the
+    bytes already inspected by the caller (not decoded twice)."""
     product, product_status = upsert_product(session, store_id, url, **fields)
-    image = ingest_image(session, image_store, data, limits)
+    image = ingest_image(session, image_store, data, limits, facts)
     linked = image.status != "rejected" and link_image(
         session, product.id, image.image.id, source_url, position
     )

@@ -33,9 +33,8 @@ from catalog.errors import InvalidInput, check_fraction
 from catalog.labels import add_label, is_live, outranking, retract
 from catalog.models import Category, Image, Label, Model, Prediction, Product, utcnow
 from catalog.models_registry import get_model
+from catalog.options import DISAGREEMENT_CONFIDENCE
 
-DEFAULT_BELOW = 0.7
-DISAGREEMENT_CONFIDENCE = 0.9
 BATCH_SIZE = 5000
 
 

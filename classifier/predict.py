@@ -210,6 +210,7 @@ def plan_work(session: Session, catalog: Catalog, model_id: int, scope: str,
     rows = session.execute(
         select(ProductImage.product_id, ProductImage.image_id)
         .order_by(ProductImage.product_id, ProductImage.position, ProductImage.id)
+        .execution_options(yield_per=10_000)  # a server-side cursor on PostgreSQL
     )
     for product_id, image_id in rows:
         if product_id in todo and product_id not in first and image_id in canonical:

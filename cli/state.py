@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from catalog.errors import SlashcatError
 from catalog.settings import Settings
@@ -62,7 +63,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except SlashcatError as exc:
-            fail(ctx, str(exc), exc)
+            fail(ctx, escape(str(exc)), exc)  # a message's [brackets] are text, not markup
         except BrokenPipeError:  # `slashcat export - | head` closed the pipe: normal for a CLI
             _silence_stdout()
             raise typer.Exit(0) from None

@@ -15,7 +15,7 @@ from catalog.errors import CatalogLocked, CatalogNotFound, CatalogTooNew
 from catalog.models import Base
 from catalog.settings import Settings
 
-from conftest import jpeg_bytes
+from helpers import jpeg_bytes
 
 
 def test_migrations_up_down_and_match_models(tmp_path: Path) -> None:

@@ -188,7 +188,7 @@ def test_import_survives_kills(tmp_path: Path) -> None:
 
 
 def _labelled_home(home: Path) -> None:
-    from conftest import jpeg_bytes
+    from helpers import jpeg_bytes
 
     photos = home.parent / f"{home.name}-photos"
     colours = {"Red": (220, 20, 20), "Blue": (20, 20, 220)}

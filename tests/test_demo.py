@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,17 +13,30 @@ from catalog.db import open_catalog
 from catalog.models import CrawlRun, Image, Label, Model, Prediction, Product
 from catalog.settings import Settings
 
+from helpers.servers import fresh_schema
+
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def demo_db(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The whole pipeline runs on both engines: "" is SQLite in the home folder."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    with fresh_schema(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+def demo_home(tmp_path_factory: pytest.TempPathFactory, demo_db: str) -> tuple[Path, str, str]:
     from typer.testing import CliRunner
 
     from cli.app import app
 
     home = tmp_path_factory.mktemp("demo") / "home"
-    args = ["demo", "--home", str(home), "--time-budget", "0.15", "--image-size", "32"]
+    db = ["--db", demo_db] if demo_db else []
+    args = [*db, "demo", "--home", str(home), "--time-budget", "0.15", "--image-size", "32"]
     runner = CliRunner()
     first = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert first.exit_code == 0, first.output
@@ -40,9 +54,9 @@ def test_every_stage_reports(demo_home) -> None:
     assert "review" in out and "retrain" in out
 
 
-def test_catalog_holds_each_stage_result(demo_home) -> None:
+def test_catalog_holds_each_stage_result(demo_home, demo_db: str) -> None:
     home, _out, _again = demo_home
-    cat = open_catalog(Settings.load(home=home, env={}), create=False)
+    cat = open_catalog(Settings.load(home=home, db=demo_db or None, env={}), create=False)
     with cat.session() as s:
         assert s.scalar(select(func.count(Product.id))) == 372
         assert s.scalar(select(func.count(CrawlRun.id)).where(CrawlRun.kind == "crawl")) == 1

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fixtures_review import BAGS, TOP, WATCHES, ReviewData
 from sqlalchemy import insert, select
 
 from catalog.export import COLUMNS, ExportOptions, export_rows, neutralise
@@ -20,6 +19,8 @@ from catalog.ingest import get_or_create_store, upsert_product
 from catalog.labels import current_labels
 from catalog.models import Image, Product, utcnow
 from catalog.review import QueueFilter, ReviewSession, accept_above
+
+from helpers.review import BAGS, TOP, WATCHES, ReviewData
 
 TRICKY = {
     "T1": "Shirt, blue, size M",
@@ -154,7 +155,6 @@ def test_jsonl(data: ReviewData, cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--format", "xml"], "unknown format 'xml'"),
         (["--min-confidence", "2"], "--min-confidence must be between 0 and 1"),
         (["--store", "nope"], "unknown store 'nope'"),
     ],
@@ -171,6 +171,16 @@ def test_bad_input_is_one_line_and_leaves_the_old_file(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".keep")) == []
 
 
+def test_an_unknown_format_is_a_usage_error_and_leaves_the_old_file(
+    data: ReviewData, cli, tmp_path: Path
+) -> None:
+    out = tmp_path / "keep.csv"
+    out.write_text("old contents", encoding="utf-8")
+    result = cli("export", str(out), "--format", "xml")
+    assert result.exit_code == 2 and "'xml' is not one of 'csv', 'jsonl'" in result.stderr
+    assert out.read_text(encoding="utf-8") == "old contents"
+
+
 def test_missing_folder(data: ReviewData, cli, tmp_path: Path) -> None:
     result = cli("export", str(tmp_path / "nope" / "x.csv"))
     assert result.exit_code == 1 and "does not exist" in result.stderr
@@ -183,7 +193,7 @@ def test_export_options_object_validates_before_streaming(data: ReviewData) -> N
         export_rows(s, ExportOptions(format="xlsx"))
 
 
-def test_a_closed_pipe_ends_the_export_quietly(catalog, settings) -> None:
+def test_a_closed_pipe_ends_the_export_quietly(catalog) -> None:
     """`slashcat export - | head -1`: more rows than a pipe holds, the reader leaves early."""
     with catalog.session() as s:
         store = get_or_create_store(s, "big", "http://big.test/")
@@ -195,7 +205,7 @@ def test_a_closed_pipe_ends_the_export_quietly(catalog, settings) -> None:
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen(
         [sys.executable, "-c", "from cli.app import main; main()",
-         "--home", str(settings.home), "export", "-"],
+         "--home", str(catalog.settings.home), "--db", catalog.settings.db_url, "export", "-"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
     )

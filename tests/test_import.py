@@ -12,8 +12,7 @@ from catalog.importer import import_images
 from catalog.labels import current_labels
 from catalog.models import Image, Product, ProductImage
 
-from conftest import jpeg_bytes
-from test_images import png_bomb
+from helpers import bomb_png, jpeg_bytes
 
 
 @pytest.fixture
@@ -32,7 +31,7 @@ def photo_folder(tmp_path: Path) -> Path:
     (bad / "empty.jpg").write_bytes(b"")
     (bad / "truncated.jpg").write_bytes(jpeg_bytes((200, 200), seed=5)[:2000])
     (bad / "page.jpg").write_bytes(b"<html><body>404 Not Found</body></html>")
-    (bad / "bomb.png").write_bytes(png_bomb())
+    (bad / "bomb.png").write_bytes(bomb_png())
     outside = tmp_path / "secret.jpg"
     outside.write_bytes(jpeg_bytes(seed=99))
     os.symlink(outside, bad / "link.jpg")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from conftest import jpeg_bytes
+from helpers import jpeg_bytes
 
 SLASHCAT = Path(sys.executable).parent / "slashcat"
 ENV = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from fixtures_review import BAGS, BOTTOM, DEFAULT_QUEUE, TOP, WATCHES, ReviewData
 from sqlalchemy import func, select
 
 from catalog.errors import InvalidInput, ModelNotFound, UnknownCategory
@@ -19,6 +18,8 @@ from catalog.review import (
     queue_ids,
     undo,
 )
+
+from helpers.review import BAGS, BOTTOM, DEFAULT_QUEUE, TOP, WATCHES, ReviewData
 
 
 def names(data: ReviewData, ids: list[int]) -> list[str]:

@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fixtures_review import BAGS, TOP, WATCHES, ReviewData
 from sqlalchemy import select
 
 from catalog.labels import current_labels
 from catalog.models import Image, Label
 from catalog.review import QueueFilter, ReviewSession, all_categories
+
+from helpers.review import BAGS, TOP, WATCHES, ReviewData
 
 # textual-image still calls Pillow's deprecated Image.getdata; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")

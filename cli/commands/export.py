@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import io
 import sys
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from catalog.options import EXPORT_FORMATS
 from cli.render import progress_bar
 from cli.state import state, user_errors
 
@@ -20,13 +22,16 @@ if TYPE_CHECKING:
     from catalog.export import ExportOptions
 
 
+ExportFormat = enum.Enum("ExportFormat", {f: f for f in EXPORT_FORMATS}, type=str)
+
+
 @user_errors
 def export(
     ctx: typer.Context,
     file: str = typer.Argument(
         "-", metavar="FILE | -", help="Where to write; '-' is standard output.",
     ),
-    fmt: str = typer.Option("csv", "--format", help="csv or jsonl."),
+    fmt: ExportFormat = typer.Option(ExportFormat.csv, "--format", help="csv or jsonl."),
     min_confidence: float = typer.Option(
         None, "--min-confidence", help="Drop model rows whose confidence is below this.",
     ),
@@ -50,7 +55,7 @@ def export(
     from catalog.export import ExportOptions, export_to_path, validate
 
     st = state(ctx)
-    options = ExportOptions(fmt, min_confidence, only_reviewed, store, raw)
+    options = ExportOptions(fmt.value, min_confidence, only_reviewed, store, raw)
     with st.catalog().session() as session:
         validate(session, options)  # before the progress bar, so bad input is one line
     # Rows on a terminal would tear a live progress bar apart: no bar then.
