@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from classifier.architectures import DEFAULT_ARCH
 from cli.render import progress_bar
 from cli.state import AppState, state, user_errors
 
@@ -23,11 +24,11 @@ LEVEL = typer.Option(None, "--level", help="Cut category paths to this many part
                      "'Apparel > Topwear > Tshirts' -> 'Apparel > Topwear') \\[default: whole].")
 MIN_PER_CLASS = typer.Option(20, "--min-per-class", help="Leave out classes with fewer images.")
 OTHER = typer.Option(False, "--other", help="Merge the rare classes into 'Other' instead.")
-ARCH = typer.Option("compact", "--arch", help="compact (default), lite0 (EfficientNet-Lite0 "
-                    "pretrained on ImageNet), seed (the original CNN), efficientnetb0 or "
-                    "mobilenetv3small (these need --weights).")
+ARCH = typer.Option(DEFAULT_ARCH, "--arch", help="lite0 (EfficientNet-Lite0 pretrained on "
+                    "ImageNet, the default), compact (a small CNN from scratch), seed (the "
+                    "original CNN), efficientnetb0 or mobilenetv3small (these need --weights).")
 IMAGE_SIZE = typer.Option(None, "--image-size", help="Side of the square training images, px "
-                          "\\[default: 224 for lite0, 64 otherwise].")
+                          "\\[default: 160 for lite0, 64 otherwise].")
 EPOCHS = typer.Option(40, "--epochs", help="Most epochs to run.")
 BUDGET = typer.Option(None, "--time-budget", help="Stop training in time to finish within "
                       "this many minutes.")
