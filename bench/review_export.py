@@ -3,6 +3,7 @@
     .venv/bin/python bench/review_export.py                    # everything (1,000,000 products)
     .venv/bin/python bench/review_export.py --products 100000  # a quicker export run
     .venv/bin/python bench/review_export.py --skip-export      # only the review screen
+    .venv/bin/python bench/review_export.py --skip-review --postgres URL  # export on both engines
 
 Review: 200 cards at 120x40, half-block images from 400x400 JPEGs; each key is `a` (accept, so
   the figure includes committing the label), pressed one at a time.
@@ -12,6 +13,8 @@ Review: 200 cards at 120x40, half-block images from 400x400 JPEGs; each key is `
       card's title and position (includes tmux's own polling cost, so it is an upper bound).
 Export: rows/s and peak RSS of `write_export` over N products in a fresh process, against an
   anchor: a bare SQL join written with a plain csv.writer, in the same run. Medians of repeats.
+  With --postgres URL, the same catalog is copied into a PostgreSQL schema (COPY, not timed)
+  and exported from there too, beside the SQLite figure (issue 17: within 1.5x of its time).
 Targets (issue 6): key -> card < 100 ms; export >= 50,000 rows/s and < 200 MB.
 """
 
@@ -127,19 +130,78 @@ def _insert_chunk(con: sqlite3.Connection, ids: range, rng: random.Random) -> No
         "created_at) VALUES (?, ?, ?, ?, ?, ?, '" + NOW + "')", labels)
 
 
+# The tables in foreign-key order, as the SQLite build filled them.
+COPIED = ["stores", "categories", "models", "images", "products", "product_images",
+          "predictions", "labels"]
+
+
+def copy_to_postgres(db: Path, url: str, products: int) -> str:
+    """The SQLite big catalog copied into schema slashcat_bench_export_<n> (kept for reruns)."""
+    from pg_schema import reset_schema, schema_exists, schema_url
+
+    from catalog.db import open_catalog
+    from catalog.settings import Settings
+
+    schema = f"slashcat_bench_export_{products}"
+    target = schema_url(url, schema)
+    if schema_exists(url, schema) and _pg_products(target) == products:
+        return target
+    reset_schema(url, schema)
+    open_catalog(Settings.load(home=db.parent, db=target, env={})).close()  # migrate
+    src = sqlite3.connect(db)
+    with _psycopg(target) as conn, conn.cursor() as cur:
+        for table in COPIED:
+            cols = [r[1] for r in src.execute(f"PRAGMA table_info({table})")]
+            with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                for row in src.execute(f"SELECT {', '.join(cols)} FROM {table}"):
+                    copy.write_row(row)
+            cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"(SELECT coalesce(max(id), 1) FROM {table}))")
+        cur.execute("ANALYZE")
+    src.close()
+    return target
+
+
+def _psycopg(url: str):  # type: ignore[no-untyped-def]
+    import psycopg
+
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+
+
+def _pg_products(url: str) -> int:
+    try:
+        with _psycopg(url) as conn:
+            return int(conn.execute("SELECT count(*) FROM products").fetchone()[0])
+    except Exception:  # no table yet
+        return -1
+
+
 # --- export -------------------------------------------------------------------------------------
 
 
-def export_once(home: Path, out: Path, anchor: bool) -> dict[str, float]:
+ANCHOR_QUERY = (
+    "SELECT s.name, p.external_id, p.url, p.title, i.sha256, i.path, pi.source_url "
+    "FROM products p JOIN stores s ON s.id = p.store_id "
+    "LEFT JOIN product_images pi ON pi.product_id = p.id "
+    "LEFT JOIN images i ON i.id = pi.image_id ORDER BY p.id"
+)
+
+
+def export_once(home: Path, out: Path, anchor: bool, db: str | None = None) -> dict[str, float]:
     """Run one export (or the anchor) in this process; returns rows, seconds, peak RSS in MB."""
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    if anchor:
+    if anchor and db:
+        with _psycopg(db) as conn, out.open("w", encoding="utf-8", newline="") as fh:
+            cur = conn.cursor(name="anchor")  # server-side, as the export streams
+            cur.itersize = 10_000
+            cur.execute(ANCHOR_QUERY)
+            csv.writer(fh).writerows(cur)
+            cur.close()
+            rows = conn.execute("SELECT count(*) FROM products").fetchone()[0]
+    elif anchor:
         con = sqlite3.connect(home / "catalog.db")
-        query = ("SELECT s.name, p.external_id, p.url, p.title, i.sha256, i.path, pi.source_url "
-                 "FROM products p JOIN stores s ON s.id = p.store_id "
-                 "LEFT JOIN product_images pi ON pi.product_id = p.id "
-                 "LEFT JOIN images i ON i.id = pi.image_id ORDER BY p.id")
+        query = ANCHOR_QUERY
         with out.open("w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerows(con.execute(query))
@@ -150,7 +212,7 @@ def export_once(home: Path, out: Path, anchor: bool) -> dict[str, float]:
         from catalog.export import export_to_path
         from catalog.settings import Settings
 
-        cat = open_catalog(Settings.load(home=home, env={}))
+        cat = open_catalog(Settings.load(home=home, db=db, env={}))
         with cat.session() as session:
             rows = export_to_path(session, out)
         cat.close()
@@ -167,26 +229,38 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def export_in_child(home: Path, anchor: bool) -> dict[str, float]:
+def export_in_child(home: Path, anchor: bool, db: str | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "export.csv"
         cmd = [sys.executable, __file__, "--child-export", str(home), str(out)]
         if anchor:
             cmd.append("--anchor")
+        if db:
+            cmd += ["--db", db]
         result = subprocess.run(cmd, capture_output=True, text=True, check=True)
         return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def bench_export(products: int, repeats: int, workdir: Path) -> None:
+def bench_export(products: int, repeats: int, workdir: Path, postgres: str | None) -> None:
     home = workdir / f"big-{products}"
     t0 = time.perf_counter()
-    build_big_catalog(home, products)
+    db = build_big_catalog(home, products)
     print(f"catalog with {products:,} products ready in {time.perf_counter() - t0:.1f} s "
           f"({home})")
-    ours, anchor = [], []
+    pg = None
+    if postgres:
+        t0 = time.perf_counter()
+        pg = copy_to_postgres(db, postgres, products)
+        print(f"copied into PostgreSQL in {time.perf_counter() - t0:.1f} s")
+    ours, anchor, pg_ours, pg_anchor = [], [], [], []
     for _ in range(repeats):
         ours.append(export_in_child(home, anchor=False))
         anchor.append(export_in_child(home, anchor=True))
+        if pg:
+            pg_ours.append(export_in_child(home, anchor=False, db=pg))
+            pg_anchor.append(export_in_child(home, anchor=True, db=pg))
+    if pg:
+        _compare_engines(ours, pg_ours, pg_anchor)
     rate = statistics.median(r["rows"] / r["seconds"] for r in ours)
     anchor_rate = statistics.median(r["rows"] / r["seconds"] for r in anchor)
     cpu_rate = statistics.median(r["rows"] / r["cpu"] for r in ours)
@@ -202,6 +276,21 @@ def bench_export(products: int, repeats: int, workdir: Path) -> None:
     print(f"ratio:   export runs at {rate / anchor_rate:.2f}x the anchor's speed; "
           f"target >= 50,000 rows/s: {'met' if rate >= 50_000 else 'MISSED'}, "
           f"< 200 MB: {'met' if peak < 200 else 'MISSED'}")
+
+
+def _compare_engines(sqlite: list[dict[str, float]], pg: list[dict[str, float]],
+                     pg_anchor: list[dict[str, float]]) -> None:
+    def med(runs: list[dict[str, float]], key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    print(f"PostgreSQL export: median {med(pg, 'seconds'):.2f} s wall, "
+          f"{med(pg, 'cpu'):.2f} s CPU of the exporting process, peak RSS "
+          f"{max(r['peak_mb'] for r in pg):.0f} MB; its anchor (server-side cursor + csv.writer): "
+          f"{med(pg_anchor, 'seconds'):.2f} s")
+    ratio = med(pg, "seconds") / med(sqlite, "seconds")
+    print(f"SQLite export: median {med(sqlite, 'seconds'):.2f} s wall, {med(sqlite, 'cpu'):.2f} s "
+          f"CPU; ratio PostgreSQL/SQLite time {ratio:.2f} (target <= 1.5: "
+          f"{'met' if ratio <= 1.5 else 'MISSED'})")
 
 
 # --- review screen ------------------------------------------------------------------------------
@@ -366,16 +455,19 @@ def main() -> None:
     parser.add_argument("--no-tmux", action="store_true")
     parser.add_argument("--child-export", nargs=2, metavar=("HOME", "OUT"))
     parser.add_argument("--anchor", action="store_true")
+    parser.add_argument("--db", help=argparse.SUPPRESS)  # the child's catalog URL
+    parser.add_argument("--postgres", metavar="URL",
+                        help="also export from PostgreSQL (a schema in this database)")
     args = parser.parse_args()
     if args.child_export:
         home, out = map(Path, args.child_export)
-        print(json.dumps(export_once(home, out, args.anchor)))
+        print(json.dumps(export_once(home, out, args.anchor, args.db)))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     if not args.skip_review:
         bench_review(args.cards, args.workdir, not args.no_tmux)
     if not args.skip_export:
-        bench_export(args.products, args.repeats, args.workdir)
+        bench_export(args.products, args.repeats, args.workdir, args.postgres)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,6 @@ def path_at_level(path: str, level: int | None) -> str:
     return SEPARATOR.join(parts[:level]) if level else path
 
 
-def leaf(path: str) -> str:
-    return path.split(SEPARATOR)[-1]
-
-
 def ensure_category(session: Session, name: str) -> Category:
     """The category with this path name, creating it and its parents."""
     found = session.scalar(select(Category).where(Category.name == name))

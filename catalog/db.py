@@ -3,32 +3,78 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from catalog.errors import CatalogError, CatalogLocked, CatalogNotFound, CatalogTooNew
+from catalog.errors import (
+    CatalogError,
+    CatalogLocked,
+    CatalogNotFound,
+    CatalogTooNew,
+    InvalidInput,
+    one_line,
+)
 from catalog.settings import Settings
 from catalog.store import ImageStore
 
+T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
 
 def is_locked_error(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "database is locked" in text or "database table is locked" in text
+    """SQLite's BUSY or LOCKED, by error code (a DBAPI error, or SQLAlchemy's wrapper of one)."""
+    code = getattr(getattr(exc, "orig", exc), "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+# Two processes migrating one PostgreSQL catalog at once take turns on this advisory lock.
+MIGRATION_LOCK_KEY = 0x51A5_CA7
+
+
+def normalise_url(url: str) -> str:
+    """PostgreSQL URLs without a driver (postgres://, postgresql://) use psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL to show a user: its password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@")[-1]
 
 
 def make_engine(url: str, busy_timeout_s: float = 10.0) -> Engine:
+    url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
         _sqlite_pragmas(engine, busy_timeout_s)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        parsed = make_url(url)
+        args = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
+        return create_engine(parsed, pool_pre_ping=True, connect_args=args)
+    except NoSuchModuleError as exc:
+        raise InvalidInput(f"unknown database URL scheme in {safe_url(url)}") from exc
+    except ArgumentError as exc:
+        raise InvalidInput(f"bad database URL {safe_url(url)}: {one_line(exc)}") from exc
+    except ImportError as exc:
+        raise InvalidInput(
+            f"the driver for {safe_url(url)} is not installed ({exc.name}); for PostgreSQL: "
+            "pip install 'slashcat[postgres]'"
+        ) from exc
 
 
 def _sqlite_pragmas(engine: Engine, busy_timeout_s: float) -> None:
@@ -40,7 +86,7 @@ def _sqlite_pragmas(engine: Engine, busy_timeout_s: float) -> None:
         cur.execute("PRAGMA synchronous = NORMAL")
         try:
             cur.execute("PRAGMA journal_mode = WAL")
-        except Exception as exc:  # a locked file refuses the journal switch
+        except sqlite3.OperationalError as exc:  # a locked file refuses the journal switch
             if not is_locked_error(exc):
                 raise
         cur.close()
@@ -78,16 +124,30 @@ def upgrade(engine: Engine) -> None:
 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     known = {s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}
-    current = current_revision(engine)
+    if _check_revision(engine, known) == head_revision():
+        return
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Another process may be migrating: wait for it, then look again on this connection.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            if _check_revision(conn, known) == head_revision():
+                return
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def _check_revision(bind: Engine | Connection, known: set[str]) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    if isinstance(bind, Engine):
+        current = current_revision(bind)
+    else:
+        current = MigrationContext.configure(bind).get_current_revision()
     if current is not None and current not in known:
         raise CatalogTooNew(
             f"the catalog's schema ({current}) is newer than this slashcat knows; upgrade slashcat"
         )
-    if current == head_revision():
-        return
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    return current
 
 
 class Catalog:
@@ -124,7 +184,24 @@ def translate_db_errors() -> Iterator[None]:
             raise CatalogLocked(
                 "the catalog is locked by another process; try again when it has finished"
             ) from exc
-        raise CatalogError(f"database error: {exc.orig}") from exc
+        raise CatalogError(f"database error: {one_line(exc.orig or exc)}") from exc
+
+
+def retry_locked(fn: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: Any) -> T:
+    """Run a write transaction again if SQLite said busy (another process was writing).
+
+    busy_timeout covers waiting for the lock, but not a transaction that read first and then
+    found another writer had committed since (SQLite refuses it at once): that one must start
+    over. `fn` must be one whole transaction, safe to repeat.
+    """
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except CatalogLocked:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def open_catalog(settings: Settings, create: bool = True) -> Catalog:
@@ -137,13 +214,32 @@ def open_catalog(settings: Settings, create: bool = True) -> Catalog:
         settings.home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.db_url, settings.busy_timeout_s)
     try:
+        _connect_or_explain(engine)
         with translate_db_errors():
-            upgrade(engine)
+            try:
+                upgrade(engine)
+            except DBAPIError as exc:  # e.g. no right to create tables, no such schema
+                if isinstance(exc, OperationalError):
+                    raise
+                raise CatalogError(
+                    f"cannot prepare the catalog at {safe_url(str(engine.url))}: "
+                    f"{one_line(exc.orig or exc)}"
+                ) from exc
     except BaseException:
         engine.dispose()
         raise
     return Catalog(settings, engine)
 
 
-def table_names(engine: Engine) -> list[str]:
-    return sorted(inspect(engine).get_table_names())
+def _connect_or_explain(engine: Engine) -> None:
+    """A server that is down or refuses us: one line naming the URL (never its password)."""
+    if engine.dialect.name == "sqlite":
+        return
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        reason = one_line(exc.orig or exc).removeprefix("connection failed: ")
+        raise CatalogError(
+            f"cannot connect to the catalog at {safe_url(str(engine.url))}: {reason}"
+        ) from exc

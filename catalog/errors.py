@@ -43,7 +43,17 @@ class InvalidInput(SlashcatError):
     """A bad option value, path or file given by the user."""
 
 
+class ModelNotFound(SlashcatError):
+    """No model with the asked-for version, or no active model."""
+
+
 def one_line(exc: BaseException, limit: int = 160) -> str:
     """The first line of an exception's message, cut to `limit`; its type if it has none."""
     lines = str(exc).strip().splitlines()
     return lines[0][:limit] if lines else type(exc).__name__
+
+
+def check_fraction(name: str, value: float | None) -> None:
+    """A confidence or threshold option must lie in [0, 1]."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise InvalidInput(f"{name} must be between 0 and 1, got {value}")

@@ -36,10 +36,9 @@ from typing import Any, TextIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from catalog.errors import InvalidInput
-from catalog.labels import PRECEDENCE
+from catalog.errors import InvalidInput, check_fraction
+from catalog.labels import current_rows, live_labels_query
 from catalog.models import (
-    LABEL_SOURCES,
     Category,
     Image,
     Label,
@@ -49,13 +48,13 @@ from catalog.models import (
     ProductImage,
     Store,
 )
+from catalog.models_registry import active_model
+from catalog.options import EXPORT_FORMATS
 
 COLUMNS = (
     "store", "external_id", "url", "title", "image_sha256", "image_path", "image_source_url",
     "category", "source", "confidence", "model_version", "reviewed_at",
 )
-FORMATS = ("csv", "jsonl")
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_CHARS = frozenset("=+-@\t\r")
 REVIEWED = ("human", "model-accepted")
 CHUNK = 5000
@@ -72,11 +71,9 @@ class ExportOptions:
 
 def validate(session: Session, options: ExportOptions) -> int | None:
     """Check the options; returns the store id to filter on, if any."""
-    if options.format not in FORMATS:
+    if options.format not in EXPORT_FORMATS:
         raise InvalidInput(f"unknown format {options.format!r}; use csv or jsonl")
-    mc = options.min_confidence
-    if mc is not None and not 0.0 <= mc <= 1.0:
-        raise InvalidInput(f"--min-confidence must be between 0 and 1, got {mc}")
+    check_fraction("--min-confidence", options.min_confidence)
     if options.store is None:
         return None
     store_id = session.scalar(select(Store.id).where(Store.name == options.store))
@@ -135,16 +132,7 @@ def _images_query(store_id: int | None) -> Any:
 
 
 def _labels_query(store_id: int | None) -> Any:
-    retracted = select(Label.retracts_id).where(Label.retracts_id.is_not(None))
-    query = (
-        select(
-            Label.product_id, Label.source, Category.name, Label.confidence,
-            Label.model_version, Label.created_at,
-        )
-        .join(Category, Category.id == Label.category_id)
-        .where(Label.source.in_(LABEL_SOURCES), Label.id.not_in(retracted))
-        .order_by(Label.product_id, Label.id)
-    )
+    query = live_labels_query(Label.confidence, Label.model_version, Label.created_at)
     if store_id is not None:
         query = query.where(
             Label.product_id.in_(select(Product.id).where(Product.store_id == store_id))
@@ -152,36 +140,20 @@ def _labels_query(store_id: int | None) -> Any:
     return query
 
 
-def _current(rows: Iterable[Any]) -> Iterator[tuple[int, Any]]:
-    """(product_id, its current label row) from labels ordered by product then id.
-
-    The same rule as catalog.labels.current_labels (human > store > model-accepted, the latest
-    within a source), over plain rows because building ORM objects would cost most of the time.
-    """
-    best = None
-    for row in rows:
-        if best is not None and best[0] != row[0]:
-            yield best[0], best
-            best = None
-        if best is None or PRECEDENCE[row[1]] <= PRECEDENCE[best[1]]:
-            best = row
-    if best is not None:
-        yield best[0], best
-
-
-def _first(rows: Iterable[Any]) -> Iterator[tuple[int, Any]]:
-    """(product_id, its first row) from rows ordered by product."""
+def _first(rows: Iterable[Any]) -> Iterator[Any]:
+    """Each product's first row from rows ordered by product."""
     last = None
     for row in rows:
         if row[0] != last:
             last = row[0]
-            yield last, row
+            yield row
 
 
 class _Follower:
-    """Walks a (product_id, row) stream in step with the products, both in id order."""
+    """Walks a stream of rows that start with a product id in step with the products, both in
+    id order."""
 
-    def __init__(self, stream: Iterator[tuple[int, Any]]) -> None:
+    def __init__(self, stream: Iterator[Any]) -> None:
         self.stream = stream
         self.head = next(stream, None)
 
@@ -189,7 +161,7 @@ class _Follower:
         while self.head is not None and self.head[0] < product_id:
             self.head = next(self.stream, None)
         if self.head is not None and self.head[0] == product_id:
-            return self.head[1]
+            return self.head
         return None
 
 
@@ -203,9 +175,7 @@ def export_rows(session: Session, options: ExportOptions = ExportOptions()) -> I
 
 
 def _rows(session: Session, options: ExportOptions, store_id: int | None) -> Iterator[tuple]:
-    model = session.scalar(
-        select(Model).where(Model.active.is_(True)).order_by(Model.id.desc()).limit(1)
-    )
+    model = active_model(session)
     version = model.version if model is not None else None
     # Core results on the session's connection: the ORM layer would double the cost per row.
     conn = session.connection()
@@ -215,7 +185,7 @@ def _rows(session: Session, options: ExportOptions, store_id: int | None) -> Ite
 
     products = stream(_products_query(store_id, model))
     images = _Follower(_first(stream(_images_query(store_id))))
-    labels = _Follower(_current(stream(_labels_query(store_id))))
+    labels = _Follower(current_rows(stream(_labels_query(store_id))))
     filtered = options.only_reviewed or options.min_confidence is not None
     for row in products:
         pid = row[0]
@@ -255,7 +225,7 @@ def _keep(out: tuple, options: ExportOptions) -> bool:
 
 def neutralise(text: str) -> str:
     """Make a cell a spreadsheet shows as text rather than evaluates as a formula."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if text and text[0] in FORMULA_CHARS else text
 
 
 def _csv_row(row: tuple, raw: bool) -> list[Any]:
@@ -280,6 +250,20 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _csv_writer(out: TextIO, raw: bool) -> Callable[[tuple], Any]:
+    writer = csv.writer(out)  # RFC 4180: minimal quoting, "" for quotes, CRLF
+    writer.writerow(COLUMNS)
+    return lambda row: writer.writerow(_csv_row(row, raw))
+
+
+def _jsonl_writer(out: TextIO) -> Callable[[tuple], Any]:
+    def write(row: tuple) -> None:
+        record = dict(zip(COLUMNS, map(_json_value, row), strict=True))
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    return write
+
+
 def write_export(
     session: Session,
     out: TextIO,
@@ -287,24 +271,14 @@ def write_export(
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Write the export to a text stream (opened with newline=''); returns the rows written."""
-    rows = export_rows(session, options)
+    rows = export_rows(session, options)  # checks the options before the header is written
+    write = _csv_writer(out, options.raw) if options.format == "csv" else _jsonl_writer(out)
     count = 0
-    if options.format == "csv":
-        writer = csv.writer(out)  # RFC 4180: minimal quoting, "" for quotes, CRLF
-        writer.writerow(COLUMNS)
-        raw = options.raw
-        for row in rows:
-            writer.writerow(_csv_row(row, raw))
-            count += 1
-            if progress is not None and count % CHUNK == 0:
-                progress(count)
-    else:
-        for row in rows:
-            record = dict(zip(COLUMNS, map(_json_value, row), strict=True))
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
-            if progress is not None and count % CHUNK == 0:
-                progress(count)
+    for row in rows:
+        write(row)
+        count += 1
+        if progress is not None and count % CHUNK == 0:
+            progress(count)
     if progress is not None:
         progress(count)
     return count

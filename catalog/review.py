@@ -29,12 +29,12 @@ from sqlalchemy.orm import Session, aliased
 
 from catalog.categories import SEPARATOR, get_category
 from catalog.db import Catalog
-from catalog.errors import InvalidInput
-from catalog.labels import add_label, retract
+from catalog.errors import InvalidInput, check_fraction
+from catalog.labels import add_label, is_live, outranking, retract
 from catalog.models import Category, Image, Label, Model, Prediction, Product, utcnow
+from catalog.models_registry import get_model
+from catalog.options import DISAGREEMENT_CONFIDENCE
 
-DEFAULT_BELOW = 0.7
-DISAGREEMENT_CONFIDENCE = 0.9
 BATCH_SIZE = 5000
 
 
@@ -100,44 +100,15 @@ class BatchResult:
         return sum(self.per_category.values())
 
 
-def check_fraction(name: str, value: float | None) -> None:
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise InvalidInput(f"{name} must be between 0 and 1, got {value}")
-
-
-def resolve_model(session: Session, version: str | None) -> Model:
-    """The model named by version, or the active one."""
-    if version is not None:
-        model = session.scalar(select(Model).where(Model.version == version))
-        if model is None:
-            raise InvalidInput(f"unknown model version {version!r}; see 'slashcat models list'")
-        return model
-    model = session.scalar(
-        select(Model).where(Model.active.is_(True)).order_by(Model.id.desc()).limit(1)
-    )
-    if model is None:
-        raise InvalidInput("no active model; train one ('slashcat train') or pass --model VERSION")
-    return model
-
-
-def _retracted() -> Select[Any]:
-    return select(Label.retracts_id).where(Label.retracts_id.is_not(None))
-
-
-def _live_labels(*sources: str) -> Select[Any]:
+def _live_product_ids(*sources: str) -> Select[Any]:
     """Product ids with a live (not undone) label from one of these sources."""
-    return select(Label.product_id).where(
-        Label.source.in_(sources), Label.category_id.is_not(None), Label.id.not_in(_retracted())
-    )
+    return select(Label.product_id).where(is_live(sources))
 
 
 def _latest_store_labels() -> Select[Any, Any]:
     return (
         select(Label.product_id, func.max(Label.id).label("label_id"))
-        .where(
-            Label.source == "store", Label.category_id.is_not(None),
-            Label.id.not_in(_retracted()),
-        )
+        .where(is_live(["store"]))
         .group_by(Label.product_id)
     )
 
@@ -156,10 +127,10 @@ def validate_filter(filters: QueueFilter) -> None:
 def queue_ids(session: Session, filters: QueueFilter) -> list[int]:
     """The prediction ids to review, in review order."""
     validate_filter(filters)
-    model = resolve_model(session, filters.model)
+    model = get_model(session, filters.model)
     query = select(Prediction.id).where(
         Prediction.model_id == model.id,
-        Prediction.product_id.not_in(_live_labels("human")),
+        Prediction.product_id.not_in(_live_product_ids("human")),
     )
     if filters.category is not None:
         category = get_category(session, filters.category)
@@ -264,12 +235,11 @@ def accept_above(
     Returns how many products per category were (or, with dry_run, would be) accepted.
     """
     check_fraction("--accept-above", threshold)
-    model = resolve_model(session, model_version)
+    model = get_model(session, model_version)
     already = exists().where(
         Label.product_id == Prediction.product_id,
-        Label.source == "model-accepted",
         Label.category_id == Prediction.category_id,
-        Label.id.not_in(_retracted()),
+        is_live(["model-accepted"]),
     )
     query = (
         select(Prediction.product_id, Prediction.category_id, Prediction.confidence, Category.name)
@@ -277,7 +247,7 @@ def accept_above(
         .where(
             Prediction.model_id == model.id,
             Prediction.confidence >= threshold,
-            Prediction.product_id.not_in(_live_labels("human", "store")),
+            Prediction.product_id.not_in(_live_product_ids(*outranking("model-accepted"))),
             ~already,
         )
         .order_by(Prediction.id)
@@ -320,7 +290,7 @@ class ReviewSession:
 
     def __post_init__(self) -> None:
         with self.catalog.session() as session:
-            self.model_version = resolve_model(session, self.filters.model).version
+            self.model_version = get_model(session, self.filters.model).version
             self.pending = queue_ids(session, self.filters)
         self._cache: dict[int, ReviewItem] = {}
         self.started = self.clock()

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from catalog.errors import InvalidInput
 
+if TYPE_CHECKING:
+    from catalog.images import Limits
+
 CONFIG_NAME = "slashcat.toml"
+ENV_PREFIX = "SLASHCAT_"
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,6 @@ class Settings:
     and text (0.004) are not found. `--no-verify` turns the check off (then use a threshold
     of 2)."""
     user_agent: str = "slashcat/0.1 (+https://github.com/slashcat/slashcat; catalog crawler)"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def db_url(self) -> str:
@@ -56,6 +59,12 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.db_url.startswith("sqlite")
+
+    def image_limits(self) -> Limits:
+        """The limits every image is checked against, wherever it comes from."""
+        from catalog.images import Limits  # Pillow and numpy load only when images are read
+
+        return Limits(self.max_pixels, self.max_image_bytes, self.min_image_side)
 
     @classmethod
     def load(
@@ -79,7 +88,16 @@ class Settings:
 
 
 def _field_types() -> dict[str, Any]:
-    return {f.name: f.type for f in fields(Settings) if f.name != "extra"}
+    return {f.name: f.type for f in fields(Settings)}
+
+
+def _check_known(names: Iterable[str], where: str, spell: Callable[[str], str]) -> None:
+    """A typo in a setting's name must not silently do nothing."""
+    known = _field_types()
+    for name in names:
+        if name not in known:
+            choices = ", ".join(spell(k) for k in known)
+            raise InvalidInput(f"unknown setting {spell(name)!r} in {where}; known: {choices}")
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -105,20 +123,17 @@ def _read_config(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise InvalidInput(f"cannot read config {path}: {exc}") from exc
-    return dict(data.get("slashcat", data))
+    values = dict(data.get("slashcat", data))
+    _check_known(values, str(path), str)
+    return values
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    out = {}
-    for name in _field_types():
-        key = f"SLASHCAT_{name.upper()}"
-        if key in env and name != "home":
-            out[name] = env[key]
-    return out
+    names = {key[len(ENV_PREFIX):].lower(): key for key in env if key.startswith(ENV_PREFIX)}
+    _check_known(names, "the environment", lambda name: ENV_PREFIX + name.upper())
+    return {name: env[key] for name, key in names.items() if name != "home"}
 
 
 def _build(values: dict[str, Any]) -> Settings:
-    known = _field_types()
-    typed = {k: _coerce(k, v) for k, v in values.items() if k in known}
-    extra = {k: v for k, v in values.items() if k not in known}
-    return replace(Settings(), **typed, extra=extra)
+    _check_known(values, "the flags", str)
+    return replace(Settings(), **{k: _coerce(k, v) for k, v in values.items()})

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from catalog.labels import current_labels
 from catalog.models import Image, Model, Prediction, Product, Store
+from catalog.models_registry import active_model
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ def catalog_stats(session: Session) -> CatalogStats:
         by_source[label.source] = by_source.get(label.source, 0) + 1
     labelled = sum(by_source.values())
     good = Image.rejected_reason.is_(None)
+    active = active_model(session)
     return CatalogStats(
         stores=[StoreStats(n, u, c) for n, u, c in per_store],
         products=products,
@@ -63,6 +65,6 @@ def catalog_stats(session: Session) -> CatalogStats:
             select(func.count(func.distinct(Image.cluster_id))).where(Image.cluster_id.is_not(None))
         ),
         models=count(select(func.count(Model.id))),
-        active_model=session.scalar(select(Model.version).where(Model.active.is_(True))),
+        active_model=active.version if active is not None else None,
         predictions=count(select(func.count(Prediction.id))),
     )

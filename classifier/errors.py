@@ -1,5 +1,6 @@
 """Errors of the classifier; each one is a problem the user can fix, shown as one line."""
 
+from catalog.errors import ModelNotFound as ModelNotFound  # one error, shared with catalog/
 from catalog.errors import SlashcatError
 
 
@@ -9,10 +10,6 @@ class ClassifierError(SlashcatError):
 
 class NotEnoughClasses(ClassifierError):
     """Fewer than two classes have enough labelled images to train on."""
-
-
-class ModelNotFound(ClassifierError):
-    """No such model version, or no active model."""
 
 
 class ModelFileError(ClassifierError):

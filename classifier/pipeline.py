@@ -221,9 +221,3 @@ def training_stream(
     else:
         ds = ds.map(lambda x, y, w: (tf.cast(x, tf.float32), y, w))
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def eval_stream(images: np.ndarray, targets: np.ndarray, batch: int) -> Any:
-    tf = _tf()
-    ds = tf.data.Dataset.from_tensor_slices((images, targets)).batch(batch)
-    return ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).prefetch(tf.data.AUTOTUNE)

@@ -25,6 +25,7 @@ from catalog.images import Limits, inspect_image
 from catalog.labels import current_labels
 from catalog.models import Category, Model, Prediction, Product, ProductImage
 from classifier.backend import load_tensorflow
+from classifier.config import DEFAULT_TOP_K
 from classifier.errors import ClassMismatch, ImageSizeMismatch
 from classifier.metrics import calibrated
 from classifier.registry import get_model, load_keras, model_path
@@ -72,8 +73,7 @@ class Classifier:
                 f"model {row.version}: its file predicts {units} classes but the catalog lists "
                 f"{len(row.classes)}"
             )
-        s = catalog.settings
-        limits = Limits(s.max_pixels, s.max_image_bytes, s.min_image_side)
+        limits = catalog.settings.image_limits()
         return cls(
             keras_model, row.version, row.id, list(row.classes), row.temperature,
             row.image_size, limits,
@@ -119,7 +119,7 @@ class Classifier:
             for row, idx in zip(probs, order, strict=True)
         ]
 
-    def classify_bytes(self, data: bytes, top_k: int = 3) -> TopK:
+    def classify_bytes(self, data: bytes, top_k: int = DEFAULT_TOP_K) -> TopK:
         """The top-k (category, probability) pairs for one image; raises ImageRejected."""
         return self.top_k(self.probabilities(self.prepare(data)[None]), top_k)[0]
 
@@ -135,7 +135,9 @@ class Classifier:
                 prepared.append(ImageRejected("corrupt", one_line(exc)))
         return prepared
 
-    def classify_many(self, blobs: Sequence[bytes], top_k: int = 3) -> list[TopK | ImageRejected]:
+    def classify_many(
+        self, blobs: Sequence[bytes], top_k: int = DEFAULT_TOP_K
+    ) -> list[TopK | ImageRejected]:
         """Like classify_bytes for many images in one batch; bad ones come back as errors."""
         prepared = self.prepare_many(blobs)
         good = [p for p in prepared if isinstance(p, np.ndarray)]
@@ -206,6 +208,7 @@ def plan_work(session: Session, catalog: Catalog, model_id: int, scope: str,
     rows = session.execute(
         select(ProductImage.product_id, ProductImage.image_id)
         .order_by(ProductImage.product_id, ProductImage.position, ProductImage.id)
+        .execution_options(yield_per=10_000)  # a server-side cursor on PostgreSQL
     )
     for product_id, image_id in rows:
         if product_id in todo and product_id not in first and image_id in canonical:
@@ -226,7 +229,7 @@ def predict_catalog(
     version: str | None = None,
     scope: str = "unlabelled",
     progress: Progress | None = None,
-    top_k: int = 3,
+    top_k: int = DEFAULT_TOP_K,
     batch_size: int = 256,
 ) -> PredictReport:
     """Predict the products in scope ('unlabelled' or 'all') with a model (default: active)."""
@@ -258,10 +261,10 @@ def predict_catalog(
 
 def head_only(row: Model) -> bool:
     """A lite0 model whose backbone is the pretrained one, untouched (see module doc)."""
-    from classifier.transfer import LITE0
+    from classifier.architectures import PRETRAINED
 
     kept = ((row.metrics or {}).get("train") or {}).get("kept")
-    return row.architecture == LITE0 and kept == "head"
+    return row.architecture == PRETRAINED and kept == "head"
 
 
 def _run_cached(

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 
 from catalog.errors import one_line
 from catalog.models import Model, Prediction
-from classifier.errors import ModelFileError, ModelNotFound
+from catalog.models_registry import active_model as active_model
+from catalog.models_registry import get_model as get_model
+from classifier.errors import ModelFileError
 
 
 @dataclass(frozen=True)
@@ -46,24 +48,6 @@ def register(session: Session, **fields: Any) -> Model:
     session.add(model)
     session.flush()
     return model
-
-
-def get_model(session: Session, version: str | None = None) -> Model:
-    """The model with this version, or the active one when version is None."""
-    if version is None:
-        found = session.scalar(select(Model).where(Model.active.is_(True)))
-        if found is None:
-            raise ModelNotFound("no active model; train one with 'slashcat train'")
-        return found
-    found = session.scalar(select(Model).where(Model.version == version))
-    if found is None:
-        known = ", ".join(session.scalars(select(Model.version).order_by(Model.id))) or "none"
-        raise ModelNotFound(f"no model {version!r} (models: {known})")
-    return found
-
-
-def active_model(session: Session) -> Model | None:
-    return session.scalar(select(Model).where(Model.active.is_(True)))
 
 
 def activate(session: Session, version: str) -> Model:

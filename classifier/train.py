@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,70 +20,16 @@ import numpy as np
 
 from catalog.categories import ensure_category
 from catalog.db import Catalog
-from catalog.errors import InvalidInput
 from classifier import metrics as M
-from classifier.architectures import ARCHITECTURES, DEFAULT_ARCH, build_model
+from classifier.architectures import PRETRAINED, build_model
 from classifier.backend import load_tensorflow
-from classifier.dataset import Dataset, DatasetSpec, build_dataset
+from classifier.config import TrainConfig
+from classifier.dataset import Dataset, build_dataset
 from classifier.errors import NotEnoughClasses, TrainingInterrupted
 from classifier.pipeline import decode_files, training_stream
 from classifier.registry import activate, active_model, next_version, register
-from classifier.transfer import LITE0, LITE0_SIZE
 
-DEFAULT_IMAGE_SIZE = 64
 RESERVE_S = 5.0  # kept back from a time budget for calibration and saving
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    level: int | None = None
-    min_per_class: int = 20
-    other: bool = False
-    sources: tuple[str, ...] = ("human", "store")
-    arch: str = DEFAULT_ARCH
-    image_size: int | None = None  # None: 224 for lite0 (its ImageNet size), 64 otherwise
-    epochs: int = 40
-    batch_size: int = 32
-    time_budget_min: float | None = None
-    seed: int = 0
-    weights: Path | None = None
-    learning_rate: float | None = None
-    patience: int = 10
-    augment: bool = True
-    activate: bool | None = None  # None: activate when no model is active yet
-    # Few-label experiments: keep at most this many images per class in the training and
-    # validation splits (chosen with `seed`); the test split stays whole.
-    max_per_class: int | None = None
-
-    @property
-    def size(self) -> int:
-        if self.image_size is not None:
-            return self.image_size
-        return LITE0_SIZE if self.arch == LITE0 else DEFAULT_IMAGE_SIZE
-
-    def dataset_spec(self) -> DatasetSpec:
-        return DatasetSpec(self.level, self.min_per_class, self.other, self.sources)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["weights"] = str(self.weights) if self.weights else None
-        out["sources"] = list(self.sources)
-        out["image_size"] = self.size
-        return out
-
-    def check(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise InvalidInput(f"unknown --arch {self.arch!r}; choose {', '.join(ARCHITECTURES)}")
-        if not 32 <= self.size <= 512:
-            raise InvalidInput(f"--image-size {self.size} must be between 32 and 512")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise InvalidInput("--epochs and --batch-size must be at least 1")
-        if self.time_budget_min is not None and self.time_budget_min <= 0:
-            raise InvalidInput("--time-budget must be positive (minutes)")
-        if self.level is not None and self.level < 1:
-            raise InvalidInput("--level must be at least 1")
-        if self.max_per_class is not None and self.max_per_class < 1:
-            raise InvalidInput("max_per_class must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -428,7 +374,7 @@ def train(
         budget = max(1.0, config.time_budget_min * 60 - (time.monotonic() - started)
                      - RESERVE_S)
     try:
-        if config.arch == LITE0:
+        if config.arch == PRETRAINED:
             fitted = fit_pretrained(catalog, config, n, train_set, val_set, budget, progress)
         else:
             fitted = fit_scratch(config, n, train_set, val_set, budget, progress)

@@ -21,15 +21,12 @@ from typing import Any
 import numpy as np
 
 from classifier import metrics as M
+from classifier.architectures import PRETRAINED as LITE0
 from classifier.backbones import lite0
 from classifier.backbones.weights import SHA256, pretrained_lite0
 from classifier.embeddings import EmbeddingStore, embed
 from classifier.pipeline import training_stream
 
-LITE0 = "lite0"
-# Smaller than ImageNet's 224 px: half the pixels, about twice the images per second, which
-# the prediction and training-time targets need on a 2-core CPU (README: benchmarks).
-LITE0_SIZE = 160
 FINE_TUNE_FROM = 11  # first MBConv block fine-tuned: blocks 11-15 (the 192 and 320 stages)
 FINE_TUNE_EPOCHS_NO_BUDGET = 5  # without --time-budget: a few epochs, not hours on a CPU
 HEAD_EPOCHS = 60  # each of at least HEAD_STEPS steps

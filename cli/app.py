@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
+from catalog.errors import SlashcatError
 from catalog.settings import Settings
 from cli.state import AppState
 
@@ -41,7 +43,11 @@ def main_options(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and results."),
 ) -> None:
     """Global options come before the command."""
-    settings = Settings.load(home=home, db=db, verbose=verbose or None, quiet=quiet or None)
+    try:
+        settings = Settings.load(home=home, db=db, verbose=verbose or None, quiet=quiet or None)
+    except SlashcatError as exc:  # a bad slashcat.toml or SLASHCAT_* value: one line
+        Console(stderr=True).print(f"[bold red]Error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
     ctx.obj = AppState(settings)
 
 

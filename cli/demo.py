@@ -20,6 +20,7 @@ from sqlalchemy import select
 from catalog.db import Catalog
 from catalog.errors import SlashcatError
 from catalog.models import Model, Store
+from catalog.models_registry import active_model
 from classifier.architectures import DEFAULT_ARCH
 
 DEMO_STORE = "sample-store"
@@ -66,7 +67,7 @@ OnProgress = Callable[[int, int], None]
 class DemoOptions:
     time_budget_min: float = 2.0
     arch: str = DEFAULT_ARCH
-    image_size: int | None = None  # None: the architecture's own (train.TrainConfig.size)
+    image_size: int | None = None  # None: the architecture's own (config.TrainConfig.size)
     seed: int = 0
     store_root: Path | None = None  # default: the bundled data/sample-store
 
@@ -184,9 +185,7 @@ def _train(
     from classifier.train import TrainConfig, train
 
     with catalog.session() as session:
-        existing = session.scalar(
-            select(Model).where(Model.active.is_(True)).order_by(Model.id.desc())
-        )
+        existing = active_model(session)
         if existing is not None:
             result.model_version = existing.version
             return f"reusing model {existing.version} ({existing.architecture})", True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 from collections.abc import Callable, Iterator
 
 from rich.progress import (
@@ -16,6 +17,18 @@ from rich.progress import (
 
 from cli.state import AppState
 
+# How the review screen draws pictures (textual-image's renderers); here so that the CLI can
+# offer them as choices without loading textual.
+ImageMode = enum.StrEnum("ImageMode", ["auto", "halfcell", "sixel", "tgp", "unicode", "none"])
+
+
+def bar_progress(st: AppState) -> Progress:
+    """The CLI's one look of a progress bar, on standard error."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=st.err,
+    )
+
 
 @contextlib.contextmanager
 def progress_bar(st: AppState, label: str) -> Iterator[Callable[[int, int], None]]:
@@ -23,15 +36,7 @@ def progress_bar(st: AppState, label: str) -> Iterator[Callable[[int, int], None
     if st.settings.quiet:
         yield lambda done, total: None
         return
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=st.err,
-        transient=False,
-    ) as progress:
+    with bar_progress(st) as progress:
         task = progress.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:

@@ -23,7 +23,6 @@ from catalog.errors import SlashcatError
 from catalog.imaging import read_file, thumbnail
 from catalog.review import ReviewItem, ReviewSession
 
-IMAGE_MODES = ("auto", "halfcell", "sixel", "tgp", "unicode", "none")
 BAR_WIDTH = 24
 IMAGE_CELLS = (42, 36)  # the most cells a picture gets (width, height)
 TEXT_MODES = ("HalfcellImage", "UnicodeImage")  # draw 1x2 pixels per cell

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from catalog.errors import SlashcatError
 from catalog.settings import Settings
@@ -51,7 +54,8 @@ def fail(ctx: typer.Context, message: str, exc: BaseException | None = None) -> 
 
 
 def user_errors(func: F) -> F:
-    """Turn domain errors into one red line and exit code 1 (a traceback only with --verbose)."""
+    """Turn domain errors into one red line and exit code 1 (a traceback only with --verbose);
+    a closed output pipe ends the command quietly with exit code 0."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -59,7 +63,10 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except SlashcatError as exc:
-            fail(ctx, str(exc), exc)
+            fail(ctx, escape(str(exc)), exc)  # a message's [brackets] are text, not markup
+        except BrokenPipeError:  # `slashcat export - | head` closed the pipe: normal for a CLI
+            _silence_stdout()
+            raise typer.Exit(0) from None
         except KeyboardInterrupt:
             state(ctx).err.print("[yellow]Interrupted; everything committed so far is kept.[/]")
             raise typer.Exit(130) from None
@@ -70,3 +77,10 @@ def user_errors(func: F) -> F:
                 state(ctx)._catalog = None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -10,13 +10,11 @@ scraper.extraction; this module orchestrates them and keeps links, Shopify and s
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
-from catalog.categories import normalise_path
 from scraper.extraction.encoding import decode_html, without_xml_declaration
 from scraper.extraction.images import (
     declared_images,
@@ -33,7 +31,12 @@ from scraper.extraction.model import (
     stamp,
 )
 from scraper.extraction.pagination import next_page
-from scraper.extraction.platforms import app_state_product, detect_platform, platform_product
+from scraper.extraction.platforms import (  # noqa: F401  (shopify_products re-exported)
+    app_state_product,
+    detect_platform,
+    platform_product,
+    shopify_products,
+)
 from scraper.extraction.price import visible_price
 from scraper.extraction.structured import (  # noqa: F401  (re-exported: one import for callers)
     PRODUCT_TYPES,
@@ -294,38 +297,3 @@ def extract_links(doc: Any, base: str, url: str, jsonld: list[dict[str, Any]],
     links.other = [u for u in absolute_unique(other, base) if looks_like_page(u)
                    and u not in known and u != url]
     return links
-
-
-# --------------------------------------------------------------------------- Shopify
-
-
-def shopify_products(body: bytes | str, base: str) -> list[ProductData]:
-    """Products from a Shopify store's /products.json; [] if it is not that format."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return []
-    items = data.get("products") if isinstance(data, dict) else None
-    if not isinstance(items, list):
-        return []
-    out = []
-    for item in items:
-        if not isinstance(item, dict) or not item.get("handle"):
-            continue
-        variants = [v for v in item.get("variants") or [] if isinstance(v, dict)]
-        first = variants[0] if variants else {}
-        images = [i.get("src") for i in item.get("images") or [] if isinstance(i, dict)]
-        path = normalise_path(item.get("product_type") or None) if item.get(
-            "product_type") else None
-        out.append(ProductData(
-            url=urljoin(base, f"/products/{item['handle']}"),
-            title=text_of(item.get("title")),
-            external_id=text_of(first.get("sku")) or text_of(item.get("id")),
-            brand=text_of(item.get("vendor")),
-            price=parse_price(first.get("price")),
-            currency=None,
-            category_path=path,
-            image_urls=absolute_unique([i for i in images if isinstance(i, str)], base),
-            sources=["shopify"],
-        ))
-    return out

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
+from catalog.errors import InvalidInput
+
 Resolver = Callable[[str], list[str]]
 LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 
@@ -103,3 +105,27 @@ def set_active_policy(policy: AddressPolicy | None) -> None:
 
 def active_policy() -> AddressPolicy | None:
     return _active[0] if _active else None
+
+
+def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
+    """A listening TCP socket (the web page and the demo shop); port 0 picks a free one.
+    Raises InvalidInput when the address is taken, not ours or not a host."""
+    if not 0 <= port <= 65535:
+        raise InvalidInput(f"--port {port} must be between 0 and 65535")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InvalidInput(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    family, _, _, _, address = infos[0]
+    # proto must say TCP: asyncio sets TCP_NODELAY on accepted sockets only then, and without
+    # it a kept-alive connection waits ~40 ms (Nagle vs delayed ACK) on every response.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock

@@ -99,7 +99,7 @@ def crawl(
     """
     url = check_start_url(url)
     opts = options or CrawlOptions()
-    opts = _merge(opts, max_products, allow_domains)
+    opts = merge_options(opts, max_products, allow_domains)
     if isinstance(catalog_or_settings, Catalog):
         return _crawl(catalog_or_settings, url, store_name, resume, progress, opts)
     with open_catalog(catalog_or_settings) as catalog:
@@ -121,7 +121,7 @@ def check_start_url(url: str) -> str:
     return url
 
 
-def _merge(opts: CrawlOptions, max_products: int | None,
+def merge_options(opts: CrawlOptions, max_products: int | None,
            allow_domains: tuple[str, ...] | list[str]) -> CrawlOptions:
     from dataclasses import replace
 
@@ -144,14 +144,14 @@ def _crawl(catalog: Catalog, url: str, store_name: str | None, resume: bool,
     with _crawl_lock:
         store_id, run_id = start_run(catalog, name, url, run_settings)
         report = CrawlReport(store=name, start_url=url, run_id=run_id)
-        limits = Limits(s.max_pixels, s.max_image_bytes, s.min_image_side)
+        limits = s.image_limits()
         ctx = CrawlContext(catalog, store_id, report, limits, opts, progress)
         jobdir = job_dir(s, name)
         if not resume and jobdir.exists():
             shutil.rmtree(jobdir)
         status = "failed"
         try:
-            status = _run_spider(ctx, url, scrapy_settings(s, url, opts, jobdir))
+            status = run_spider(ctx, url, scrapy_settings(s, url, opts, jobdir))
             if report.start_error and report.products == 0:
                 status = "failed"
                 raise CrawlFailed(f"could not crawl {report.start_error}")
@@ -280,7 +280,7 @@ def _stop(crawler: Any) -> None:
     deferred_from_coro(crawler.stop_async())
 
 
-def _run_spider(ctx: CrawlContext, url: str, settings: dict[str, Any]) -> str:
+def run_spider(ctx: CrawlContext, url: str, settings: dict[str, Any]) -> str:
     """Run the spider to its end on the reactor thread; returns the final status."""
     reactor = ensure_reactor()
     set_active_policy(AddressPolicy(url, ctx.options.pinned_hosts))

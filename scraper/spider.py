@@ -16,11 +16,11 @@ from scrapy.http import Response
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
-from scraper.extract import ProductData, extract_page, shopify_products
+from scraper.extract import ProductData, extract_page
+from scraper.extraction.platforms import PRODUCT_APIS
 from scraper.items import ProductItem
 
 SITEMAP_PRIORITY, PRODUCT_PRIORITY, PAGINATION_PRIORITY, PAGE_PRIORITY = 30, 20, 5, 0
-SHOPIFY_PAGE_SIZE = 250
 PAGINATION_KEYS = re.compile(r"(^|&)(page|p|pg|start|offset)=\d+", re.I)
 SITEMAP_MAX_BYTES = 50 * 1024 * 1024
 IMAGE_NS = "{http://www.google.com/schemas/sitemap-image/1.1}"
@@ -52,7 +52,7 @@ class StoreSpider(scrapy.Spider):
         self.links_seen: set[str] = set()
         self.listing_links: dict[str, set[str]] = {}
         self.sitemap_images: dict[str, list[str]] = {}
-        self.woocommerce_asked = False  # the Store API is asked once, when a page shows WooCommerce
+        self.apis_asked: set[str] = set()  # a platform's API is asked once, when a page shows it
 
     # ---- starting points -----------------------------------------------------------------
 
@@ -65,12 +65,15 @@ class StoreSpider(scrapy.Spider):
         yield scrapy.Request(f"{self.origin}/sitemap.xml", self.parse_sitemap, meta=probe,
                              priority=SITEMAP_PRIORITY, errback=self.failed)
         if self.context.options.shopify:
-            yield self.shopify_request(1)
+            self.apis_asked.add("shopify")
+            yield self.api_request("shopify", 1)
 
-    def shopify_request(self, page: int) -> scrapy.Request:
+    def api_request(self, platform: str, page: int) -> scrapy.Request:
+        """A page of the shop platform's own product API (Shopify, WooCommerce)."""
+        api = PRODUCT_APIS[platform]
         return scrapy.Request(
-            f"{self.origin}/products.json?limit={SHOPIFY_PAGE_SIZE}&page={page}",
-            self.parse_shopify, meta={"slashcat_probe": True, "shopify_page": page},
+            self.origin + api.path.format(size=api.page_size, page=page), self.parse_api,
+            meta={"slashcat_probe": True, "api": platform, "api_page": page},
             priority=SITEMAP_PRIORITY, errback=self.failed,
         )
 
@@ -107,8 +110,9 @@ class StoreSpider(scrapy.Spider):
         self.sitemap_images.update(sitemap_image_hints(body))
         yield from self.follow(locs, PRODUCT_PRIORITY)
 
-    def parse_shopify(self, response: Response) -> Iterator[Any]:
-        products = shopify_products(response.body, self.origin)
+    def parse_api(self, response: Response) -> Iterator[Any]:
+        api = PRODUCT_APIS[response.meta["api"]]
+        products = api.parse(response.body, self.origin)
         if not products:
             return
         self.report.add(pages=1)
@@ -117,36 +121,9 @@ class StoreSpider(scrapy.Spider):
             if item is None:
                 return
             yield item
-        page = response.meta["shopify_page"]
-        if len(products) >= SHOPIFY_PAGE_SIZE and page < 400:
-            yield self.shopify_request(page + 1)
-
-    # ---- WooCommerce Store API (asked only once a page's markup shows WooCommerce) ----------
-
-    def woocommerce_request(self, page: int) -> scrapy.Request:
-        from scraper.extraction.platforms import WOO_API, WOO_PAGE_SIZE
-
-        return scrapy.Request(
-            f"{self.origin}{WOO_API}?per_page={WOO_PAGE_SIZE}&page={page}",
-            self.parse_woocommerce, meta={"slashcat_probe": True, "woo_page": page},
-            priority=SITEMAP_PRIORITY, errback=self.failed,
-        )
-
-    def parse_woocommerce(self, response: Response) -> Iterator[Any]:
-        from scraper.extraction.platforms import WOO_PAGE_SIZE, woocommerce_products
-
-        products = woocommerce_products(response.body, self.origin)
-        if not products:
-            return
-        self.report.add(pages=1)
-        for product in products:
-            item = self.product_item(product)
-            if item is None:
-                return
-            yield item
-        page = response.meta["woo_page"]
-        if len(products) >= WOO_PAGE_SIZE and page < 400:
-            yield self.woocommerce_request(page + 1)
+        page = response.meta["api_page"]
+        if len(products) >= api.page_size and page < 400:
+            yield self.api_request(response.meta["api"], page + 1)
 
     def parse_page(self, response: Response) -> Iterator[Any]:
         if not _is_html(response):
@@ -155,9 +132,10 @@ class StoreSpider(scrapy.Spider):
         page = extract_page(response.selector.root, response.url)
         for problem in page.problems:
             self.logger.debug("%s: %s", response.url, problem)
-        if page.platform == "woocommerce" and not self.woocommerce_asked:
-            self.woocommerce_asked = True
-            yield self.woocommerce_request(1)
+        if page.platform and page.platform not in self.apis_asked:
+            self.apis_asked.add(page.platform)
+            if page.platform in PRODUCT_APIS:
+                yield self.api_request(page.platform, 1)
         if page.product is not None:
             item = self.product_item(page.product)
             if item is not None:

@@ -17,7 +17,7 @@ import signal
 import threading
 from typing import Any
 
-from catalog.db import open_catalog
+from catalog.db import open_catalog, retry_locked
 from catalog.images import Limits
 from catalog.settings import Settings
 from scraper.errors import CrawlFailed, ItemNotSaved
@@ -48,7 +48,8 @@ def writer_main(settings: Settings, store_id: int, limits: Limits, conn: Any) ->
                 break
             product, images = message
             try:  # the parent checked the bytes and wrote the files (prepare_images)
-                conn.send(("ok", save_product(catalog, store_id, product, images, limits)))
+                conn.send(("ok", retry_locked(save_product, catalog, store_id, product, images,
+                                                 limits)))
             except Exception as exc:  # reported per item; the crawl goes on
                 conn.send(("error", f"{type(exc).__name__}: {str(exc)[:200]}"))
 

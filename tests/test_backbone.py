@@ -220,7 +220,7 @@ LITE0_CLASSES = ("Accessories > Watches > Watches", "Footwear > Shoes > Sports S
 
 
 def _photo_catalog(catalog: object, per_class: int = 10) -> None:
-    from fixtures_classifier import add_product
+    from helpers.classifier import add_product
 
     products = json.loads((STORE / "products.json").read_text())["products"]
     for category in LITE0_CLASSES:

@@ -15,6 +15,8 @@ from catalog.errors import CatalogLocked, CatalogNotFound, CatalogTooNew
 from catalog.models import Base
 from catalog.settings import Settings
 
+from helpers import jpeg_bytes
+
 
 def test_migrations_up_down_and_match_models(tmp_path: Path) -> None:
     from alembic.autogenerate import compare_metadata
@@ -123,3 +125,30 @@ def test_cli_reports_lock_in_one_line(tmp_path: Path, cli) -> None:
     assert result.exit_code == 1
     assert "locked by another process" in result.output
     assert "Traceback" not in result.output
+
+
+def test_ingest_item_is_the_per_item_form_of_the_one_ingest_path(catalog) -> None:
+    from sqlalchemy import func, select
+
+    from catalog.ingest import get_or_create_store, ingest_item
+    from catalog.labels import current_labels
+    from catalog.models import Image, ProductImage
+
+    data = jpeg_bytes(seed=7)
+    with catalog.session() as s:
+        store = get_or_create_store(s, "shop", "http://shop.test/")
+        first = ingest_item(s, catalog.store, store.id, "http://shop.test/a", data,
+                            "http://shop.test/a.jpg", title="A", category_path="Shoes")
+        again = ingest_item(s, catalog.store, store.id, "http://shop.test/a", data,
+                            "http://shop.test/a.jpg", title="A", category_path="Shoes")
+        bad = ingest_item(s, catalog.store, store.id, "http://shop.test/b", b"<html>",
+                          title="B", category_path="Bags")
+    assert (first.product_status, first.image.status, first.linked) == ("new", "new", True)
+    assert (again.product_status, again.image.status, again.linked) == (
+        "unchanged", "duplicate", False)
+    assert (bad.product_status, bad.image.status, bad.linked) == ("new", "rejected", False)
+    with catalog.session() as s:
+        assert s.scalar(select(func.count(ProductImage.id))) == 1
+        assert s.scalar(select(func.count(Image.id)).where(Image.path.is_not(None))) == 1
+        labels = {lab.product_id: lab.category for lab in current_labels(s)}
+    assert labels == {first.product.id: "Shoes", bad.product.id: "Bags"}

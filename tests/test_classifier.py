@@ -8,16 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_classifier import (
-    IMAGE_SIZE,
-    PER_CLASS,
-    RARE,
-    RARE_COUNT,
-    SHAPES,
-    Trained,
-    add_product,
-    shape_image,
-)
 from sqlalchemy import func, select
 
 from catalog.categories import ensure_category
@@ -33,6 +23,17 @@ from classifier.errors import (
     ModelFileError,
     NotEnoughClasses,
     TrainingInterrupted,
+)
+
+from helpers.classifier import (
+    IMAGE_SIZE,
+    PER_CLASS,
+    RARE,
+    RARE_COUNT,
+    SHAPES,
+    Trained,
+    add_product,
+    shape_image,
 )
 
 pytestmark = pytest.mark.slow

@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from fixtures_classifier import SHAPES, Trained, copy_home, shape_image
 from sqlalchemy import select
 
 from catalog.db import Catalog
 from catalog.models import Image, Model
+
+from helpers import copy_home
+from helpers.classifier import SHAPES, Trained, shape_image
 
 pytestmark = pytest.mark.slow
 

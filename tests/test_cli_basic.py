@@ -16,7 +16,7 @@ from catalog.labels import add_label, current_labels, retract, set_store_label
 from catalog.models import Image
 from catalog.settings import Settings
 
-from conftest import jpeg_bytes
+from helpers import jpeg_bytes
 
 
 def test_help_lists_commands_with_summaries(cli) -> None:

@@ -290,6 +290,18 @@ class _Routes(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def _crawl_routes(settings: Settings, server: http.server.ThreadingHTTPServer, base: str,
+                  routes: dict[str, tuple[str, bytes]]) -> Any:
+    """Crawl a tiny shop whose every page is given (path -> content type, body)."""
+    _Routes.routes = routes
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        return crawl(settings, base + "/", options=FAST)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_shopify_products_json_is_used(settings: Settings, make_image: Callable[..., bytes]
                                        ) -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Routes)
@@ -301,17 +313,11 @@ def test_shopify_products_json_is_used(settings: Settings, make_image: Callable[
         {"id": 2, "title": "Gift Card", "handle": "gift-card", "vendor": "Northwind",
          "product_type": "", "variants": [{"sku": None, "price": "25.00"}], "images": []},
     ]}
-    _Routes.routes = {
+    report = _crawl_routes(settings, server, base, {
         "/": ("text/html", b"<html><body><h1>Shop</h1></body></html>"),
         "/products.json?limit=250&page=1": ("application/json", json.dumps(products).encode()),
         "/img/hoodie.jpg": ("image/jpeg", make_image((64, 64), seed=9)),
-    }
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        report = crawl(settings, base + "/", options=FAST)
-    finally:
-        server.shutdown()
-        server.server_close()
+    })
     assert (report.products_new, report.images_new, report.errors) == (2, 1, 0)
     with open_catalog(settings) as cat, cat.session() as s:
         rows = {p.url: (p.title, p.external_id, p.price, p.category_path)
@@ -328,19 +334,13 @@ def test_woocommerce_store_api_is_used_when_the_page_shows_woocommerce(
     mug = {"id": 7, "name": "Enamel Mug", "sku": "MUG-7", "permalink": f"{base}/product/mug/",
            "prices": {"price": "1450", "currency_code": "EUR", "currency_minor_unit": 2},
            "images": [{"src": f"{base}/img/mug.jpg"}], "categories": [{"name": "Kitchen"}]}
-    _Routes.routes = {
+    report = _crawl_routes(settings, server, base, {
         "/": ("text/html", b'<html><head><meta name="generator" content="WooCommerce 8.2">'
                            b"</head><body class='woocommerce'><h1>Shop</h1></body></html>"),
         "/wp-json/wc/store/v1/products?per_page=100&page=1": (
             "application/json", json.dumps([mug]).encode()),
         "/img/mug.jpg": ("image/jpeg", make_image((64, 64), seed=4)),
-    }
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        report = crawl(settings, base + "/", options=FAST)
-    finally:
-        server.shutdown()
-        server.server_close()
+    })
     assert (report.products_new, report.images_new, report.errors) == (1, 1, 0)
     with open_catalog(settings) as cat, cat.session() as s:
         [row] = s.scalars(select(Product)).all()

@@ -196,10 +196,10 @@ def test_listing_key_ignores_the_page_number() -> None:
 
 def test_spider_stays_on_start_domain_plus_allowed(catalog: Catalog) -> None:
     from scraper.report import CrawlReport
-    from scraper.run import CrawlContext, CrawlOptions, _merge
+    from scraper.run import CrawlContext, CrawlOptions, merge_options
     from scraper.spider import StoreSpider
 
-    opts = _merge(CrawlOptions(), None, [" CDN.example ", ""])
+    opts = merge_options(CrawlOptions(), None, [" CDN.example ", ""])
     ctx = CrawlContext(catalog, 1, CrawlReport(), LIMITS, opts)
     spider = StoreSpider(start_url="https://www.shop.example:8443/start", context=ctx)
     assert spider.allowed_domains == ["www.shop.example", "cdn.example"]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_dedupe import brighter, encode, photo_like, resized, silhouette
 from PIL import Image as PILImage
 from sqlalchemy import select, update
 
@@ -31,6 +30,8 @@ from catalog.dedupe.verify import normalise_signatures, signature_similarity
 from catalog.errors import InvalidInput
 from catalog.ingest import get_or_create_store, ingest_image, link_image, upsert_product
 from catalog.models import Image
+
+from helpers.dedupe import brighter, encode, photo_like, resized, silhouette
 
 # ---------------------------------------------------------------- the search alone
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,19 +13,32 @@ from catalog.db import open_catalog
 from catalog.models import CrawlRun, Image, Label, Model, Prediction, Product
 from catalog.settings import Settings
 
+from helpers.servers import fresh_schema
+
 STORE = Path(__file__).resolve().parents[1] / "data/sample-store"
 
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def demo_db(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The whole pipeline runs on both engines: "" is SQLite in the home folder."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    with fresh_schema(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+def demo_home(tmp_path_factory: pytest.TempPathFactory, demo_db: str) -> tuple[Path, str, str]:
     from typer.testing import CliRunner
 
     from cli.app import app
 
     home = tmp_path_factory.mktemp("demo") / "home"
-    args = ["demo", "--home", str(home), "--time-budget", "0.15", "--image-size", "32"]
+    db = ["--db", demo_db] if demo_db else []
+    args = [*db, "demo", "--home", str(home), "--time-budget", "0.15", "--image-size", "32"]
     runner = CliRunner()
     first = runner.invoke(app, args, env={"COLUMNS": "200"})
     assert first.exit_code == 0, first.output
@@ -42,9 +56,9 @@ def test_every_stage_reports(demo_home) -> None:
     assert "review" in out and "retrain" in out
 
 
-def test_catalog_holds_each_stage_result(demo_home) -> None:
+def test_catalog_holds_each_stage_result(demo_home, demo_db: str) -> None:
     home, _out, _again = demo_home
-    cat = open_catalog(Settings.load(home=home, env={}), create=False)
+    cat = open_catalog(Settings.load(home=home, db=demo_db or None, env={}), create=False)
     with cat.session() as s:
         assert s.scalar(select(func.count(Product.id))) == 372
         assert s.scalar(select(func.count(CrawlRun.id)).where(CrawlRun.kind == "crawl")) == 1
@@ -75,7 +89,8 @@ def test_second_run_reuses_crawl_and_model(demo_home) -> None:
     assert accuracy and accuracy[0] in again
 
 
-def test_the_demo_model_is_lite0_and_serves_like_the_library(demo_home, cli) -> None:  # type: ignore[no-untyped-def]
+def test_the_demo_model_is_lite0_and_serves_like_the_library(demo_home, demo_db: str,
+                                                             cli) -> None:  # type: ignore[no-untyped-def]
     """The default (pretrained) model through `models` and the web app, over real HTTP."""
     import requests
 
@@ -84,10 +99,11 @@ def test_the_demo_model_is_lite0_and_serves_like_the_library(demo_home, cli) -> 
     from cli.web.server import start_in_thread
 
     home, _out, _again = demo_home
-    listing = cli("models", home_dir=home)
+    db = ["--db", demo_db] if demo_db else []
+    listing = cli(*db, "models", home_dir=home)
     assert listing.exit_code == 0 and "lite0" in listing.output
     photo = next((STORE / "images").glob("*.jpg")).read_bytes()
-    cat = open_catalog(Settings.load(home=home, env={}), create=False)
+    cat = open_catalog(Settings.load(home=home, db=demo_db or None, env={}), create=False)
     running = None
     try:
         clf = Classifier.load(cat)

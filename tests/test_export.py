@@ -5,18 +5,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from fixtures_review import BAGS, TOP, WATCHES, ReviewData
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from catalog.export import COLUMNS, ExportOptions, export_rows, neutralise
 from catalog.ingest import get_or_create_store, upsert_product
 from catalog.labels import current_labels
-from catalog.models import Image, Product
+from catalog.models import Image, Product, utcnow
 from catalog.review import QueueFilter, ReviewSession, accept_above
+
+from helpers.review import BAGS, TOP, WATCHES, ReviewData
 
 TRICKY = {
     "T1": "Shirt, blue, size M",
@@ -151,7 +155,6 @@ def test_jsonl(data: ReviewData, cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--format", "xml"], "unknown format 'xml'"),
         (["--min-confidence", "2"], "--min-confidence must be between 0 and 1"),
         (["--store", "nope"], "unknown store 'nope'"),
     ],
@@ -168,6 +171,16 @@ def test_bad_input_is_one_line_and_leaves_the_old_file(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".keep")) == []
 
 
+def test_an_unknown_format_is_a_usage_error_and_leaves_the_old_file(
+    data: ReviewData, cli, tmp_path: Path
+) -> None:
+    out = tmp_path / "keep.csv"
+    out.write_text("old contents", encoding="utf-8")
+    result = cli("export", str(out), "--format", "xml")
+    assert result.exit_code == 2 and "'xml' is not one of 'csv', 'jsonl'" in result.stderr
+    assert out.read_text(encoding="utf-8") == "old contents"
+
+
 def test_missing_folder(data: ReviewData, cli, tmp_path: Path) -> None:
     result = cli("export", str(tmp_path / "nope" / "x.csv"))
     assert result.exit_code == 1 and "does not exist" in result.stderr
@@ -178,3 +191,27 @@ def test_export_options_object_validates_before_streaming(data: ReviewData) -> N
 
     with data.catalog.session() as s, pytest.raises(InvalidInput):
         export_rows(s, ExportOptions(format="xlsx"))
+
+
+def test_a_closed_pipe_ends_the_export_quietly(catalog) -> None:
+    """`slashcat export - | head -1`: more rows than a pipe holds, the reader leaves early."""
+    with catalog.session() as s:
+        store = get_or_create_store(s, "big", "http://big.test/")
+        now = utcnow()
+        s.execute(insert(Product), [
+            {"store_id": store.id, "url": f"http://big.test/p{i}", "title": "x" * 80,
+             "first_seen": now, "last_seen": now} for i in range(3000)
+        ])
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from cli.app import main; main()",
+         "--home", str(catalog.settings.home), "--db", catalog.settings.db_url, "export", "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"store,external_id")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert "Error" not in err and "Traceback" not in err and "Exception" not in err

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_dedupe import encode, photo_like
 from PIL import Image
 
 from catalog.dedupe import hamming, hashing
@@ -24,6 +23,8 @@ from catalog.dedupe.hashing import (
 from catalog.errors import UnreadableImage
 from catalog.images import inspect_image
 from catalog.imaging import jpeg_frame
+
+from helpers.dedupe import encode, photo_like
 
 
 def reference(data: bytes) -> tuple[int, int]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import pytest
 from PIL import Image
@@ -13,16 +11,7 @@ from catalog.errors import ImageRejected
 from catalog.images import Limits, inspect_image
 from catalog.store import ImageStore, sha256_hex
 
-from conftest import jpeg_bytes
-
-
-def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
-    """A tiny PNG whose header claims a huge canvas."""
-    good = jpeg_bytes((32, 32), fmt="PNG")
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    patched = struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-    return good[:8] + patched + good[8 + 25 :]
+from helpers import bomb_png, jpeg_bytes
 
 
 @pytest.mark.parametrize("fmt,expected", [("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp"),
@@ -50,7 +39,7 @@ def test_phash_matches_imagehash_closely() -> None:
         (b"<!DOCTYPE html><html><body>Not found</body></html>", "not-an-image"),
         (b"BM" + b"\0" * 100, "unsupported-format"),
         (jpeg_bytes((200, 200))[:400], "truncated"),
-        (png_bomb(), "too-many-pixels"),
+        (bomb_png(), "too-many-pixels"),
         (jpeg_bytes((1, 1)), "too-small"),
         (b"\xff\xd8\xff" + b"garbage" * 20, "corrupt"),
     ],

@@ -12,7 +12,7 @@ from PIL import Image
 from catalog.errors import ImageRejected, UnreadableImage
 from catalog.imaging import jpeg_frame, open_image, read_file, thumbnail
 
-from conftest import jpeg_bytes
+from helpers import jpeg_bytes
 
 
 def encoded(img: Image.Image, fmt: str, **save: object) -> bytes:

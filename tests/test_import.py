@@ -12,8 +12,7 @@ from catalog.importer import import_images
 from catalog.labels import current_labels
 from catalog.models import Image, Product, ProductImage
 
-from conftest import jpeg_bytes
-from test_images import png_bomb
+from helpers import bomb_png, jpeg_bytes
 
 
 @pytest.fixture
@@ -32,7 +31,7 @@ def photo_folder(tmp_path: Path) -> Path:
     (bad / "empty.jpg").write_bytes(b"")
     (bad / "truncated.jpg").write_bytes(jpeg_bytes((200, 200), seed=5)[:2000])
     (bad / "page.jpg").write_bytes(b"<html><body>404 Not Found</body></html>")
-    (bad / "bomb.png").write_bytes(png_bomb())
+    (bad / "bomb.png").write_bytes(bomb_png())
     outside = tmp_path / "secret.jpg"
     outside.write_bytes(jpeg_bytes(seed=99))
     os.symlink(outside, bad / "link.jpg")
@@ -91,6 +90,22 @@ def test_import_csv(catalog, tmp_path: Path) -> None:
     with catalog.session() as s:
         assert sorted(lab.category for lab in current_labels(s)) == [
             "Belts", "Belts", "Watches", "Watches"]
+
+
+def test_import_csv_with_absolute_and_parent_paths(catalog, tmp_path: Path) -> None:
+    """The common CSV: absolute paths, or paths above the CSV's folder. Plain files, imported."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        (photos / f"p{i}.jpg").write_bytes(jpeg_bytes(seed=40 + i))
+    (tmp_path / "lists").mkdir()
+    csv_path = tmp_path / "lists" / "labels.csv"
+    csv_path.write_text(f"path,category\n{photos / 'p0.jpg'},Watches\n../photos/p1.jpg,Belts\n")
+    report = import_images(catalog, csv_path, workers=1)
+    assert report.rejected == []
+    assert (report.products_new, report.images_new) == (2, 2)
+    with catalog.session() as s:
+        assert sorted(lab.category for lab in current_labels(s)) == ["Belts", "Watches"]
 
 
 def test_cli_import_and_stats(cli, photo_folder: Path) -> None:

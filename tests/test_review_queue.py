@@ -5,10 +5,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from fixtures_review import BAGS, BOTTOM, DEFAULT_QUEUE, TOP, WATCHES, ReviewData
 from sqlalchemy import func, select
 
-from catalog.errors import InvalidInput, UnknownCategory
+from catalog.errors import InvalidInput, ModelNotFound, UnknownCategory
 from catalog.labels import current_labels
 from catalog.models import Label, Model
 from catalog.review import (
@@ -19,6 +18,8 @@ from catalog.review import (
     queue_ids,
     undo,
 )
+
+from helpers.review import BAGS, BOTTOM, DEFAULT_QUEUE, TOP, WATCHES, ReviewData
 
 
 def names(data: ReviewData, ids: list[int]) -> list[str]:
@@ -61,12 +62,12 @@ def test_category_filter_takes_sub_categories_and_short_names(review_data: Revie
 
 def test_model_filter_and_its_errors(review_data: ReviewData) -> None:
     assert queue(review_data, model="v0") == ["p3", "p2", "p1", "p0"]
-    with pytest.raises(InvalidInput, match="unknown model version 'v9'"):
+    with pytest.raises(ModelNotFound, match="no model 'v9'"):
         queue(review_data, model="v9")
     with review_data.catalog.session() as s:
         for m in s.scalars(select(Model)):
             m.active = False
-    with pytest.raises(InvalidInput, match="no active model"):
+    with pytest.raises(ModelNotFound, match="no active model"):
         queue(review_data)
 
 

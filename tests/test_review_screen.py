@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fixtures_review import BAGS, TOP, WATCHES, ReviewData
 from sqlalchemy import select
 
 from catalog.labels import current_labels
 from catalog.models import Image, Label
 from catalog.review import QueueFilter, ReviewSession, all_categories
+
+from helpers.review import BAGS, TOP, WATCHES, ReviewData
 
 # textual-image still calls Pillow's deprecated Image.getdata; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
@@ -248,14 +249,18 @@ def test_batch_accept_from_the_command_line(review_data: ReviewData, cli) -> Non
         (["--below", "-1"], "--below must be between 0 and 1"),
         (["--limit", "0"], "--limit must be at least 1"),
         (["--disagreements", "--below", "0.5"], "--below does not apply"),
-        (["--model", "v9", "--accept-above", "0.9"], "unknown model version 'v9'"),
-        (["--images", "ascii"], "unknown --images"),
+        (["--model", "v9", "--accept-above", "0.9"], "no model 'v9'"),
     ],
 )
 def test_bad_review_input(review_data: ReviewData, cli, args: list[str], message: str) -> None:
     result = cli("review", *args)
     assert result.exit_code == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unknown_image_mode_is_refused_by_its_choices(review_data: ReviewData, cli) -> None:
+    result = cli("review", "--images", "ascii")
+    assert result.exit_code == 2 and "'ascii' is not one of" in result.output.replace("\n", " ")
 
 
 def test_loading_the_cli_does_not_import_textual() -> None:

@@ -32,3 +32,29 @@ def test_home_and_db_from_environment(tmp_path: Path) -> None:
 def test_bad_value_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="max_pixels"):
         Settings.load(home=tmp_path, env={"SLASHCAT_MAX_PIXELS": "lots"})
+
+
+def test_a_misspelt_config_key_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "slashcat.toml").write_text("[slashcat]\nmax_pixel = 5\n")
+    with pytest.raises(InvalidInput, match=r"unknown setting 'max_pixel' in .*slashcat\.toml"):
+        Settings.load(home=tmp_path, env={})
+
+
+def test_a_misspelt_environment_name_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="unknown setting 'SLASHCAT_MAX_PIXEL' in the env"):
+        Settings.load(home=tmp_path, env={"SLASHCAT_MAX_PIXEL": "5"})
+
+
+def test_the_cli_reports_a_misspelt_key_as_one_line(tmp_path: Path, cli) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "slashcat.toml").write_text("min_image_sides = 5\n")
+    result = cli("stats")
+    assert result.exit_code == 1
+    assert "unknown setting 'min_image_sides'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_image_limits_follow_the_settings(tmp_path: Path) -> None:
+    limits = Settings.load(home=tmp_path, env={}, max_pixels=9, min_image_side=3).image_limits()
+    assert (limits.max_pixels, limits.min_side) == (9, 3)

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from fixtures_web import (
+from sqlalchemy import func, select
+
+from catalog.db import open_catalog
+from catalog.models import Image, Label, Product, Store
+from catalog.settings import Settings
+
+from helpers import bomb_png
+from helpers.web import (
     MAX_BODY,
     MAX_FILE,
     MAX_FILES,
@@ -23,15 +30,9 @@ from fixtures_web import (
     CliServer,
     Served,
     WebModel,
-    bomb_png,
     noise_png,
     shape_png,
 )
-from sqlalchemy import func, select
-
-from catalog.db import open_catalog
-from catalog.models import Image, Label, Product, Store
-from catalog.settings import Settings
 
 TIMEOUT = 30
 
@@ -121,7 +122,7 @@ def test_same_answer_as_the_library(web_server: Served) -> None:
         ("page.png", lambda: b"<!doctype html><html><body>hi</body></html>", 415,
          "not-an-image"),
         ("blob.jpg", lambda: bytes(range(256)) * 8, 415, "unsupported-format"),
-        ("bomb.png", bomb_png, 422, "too-many-pixels"),
+        ("bomb.png", lambda: bomb_png(12_000), 422, "too-many-pixels"),
         ("speck.png", lambda: tiny_png(8), 422, "too-small"),
         ("cut.jpg", lambda: ball(5, "JPEG")[:300], 422, "truncated"),
     ],
@@ -137,7 +138,7 @@ def test_bad_image_gets_its_error(web_server: Served, name, make, status, code) 
 
 
 def test_bomb_is_small_on_the_wire() -> None:
-    assert len(bomb_png()) < 64 * 1024  # it is the pixel count that is refused, not the size
+    assert len(bomb_png(12_000)) < 64 * 1024  # it is the pixel count that is refused, not the size
 
 
 def test_mixed_batch_is_207_with_per_file_errors(web_server: Served) -> None:
@@ -334,7 +335,7 @@ def test_save_refuses_bad_input_and_writes_nothing(save_server: Served) -> None:
     assert (r.status_code, error_of(r)["code"]) == (415, "not-an-image")
     r = save(save_server, b"", "Home > Box")
     assert (r.status_code, error_of(r)["code"]) == (400, "empty")
-    r = save(save_server, bomb_png(), "Home > Box")
+    r = save(save_server, bomb_png(12_000), "Home > Box")
     assert (r.status_code, error_of(r)["code"]) == (422, "too-many-pixels")
     r = save(save_server, ball(1), "No > Such")
     assert (r.status_code, error_of(r)["code"]) == (422, "unknown-category")
@@ -449,7 +450,8 @@ def test_help_does_not_load_the_web_stack() -> None:
     assert "--allow-save" in r.stdout and "127.0.0.1" in r.stdout
 
 
-def test_serve_without_a_model_is_one_line(cli, catalog) -> None:
+def test_serve_without_a_model_is_one_line(cli) -> None:
+    assert cli("init").exit_code == 0
     r = cli("serve", "--port", "0")
     assert r.exit_code == 1
     assert "no active model" in r.output and "Traceback" not in r.output

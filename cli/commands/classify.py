@@ -11,8 +11,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from classifier.architectures import DEFAULT_ARCH
-from cli.render import progress_bar
+from classifier.config import DEFAULT_TOP_K, TrainConfig
+from cli.render import bar_progress, progress_bar
 from cli.state import AppState, state, user_errors
 
 models_app = typer.Typer(
@@ -22,20 +22,23 @@ models_app = typer.Typer(
 
 LEVEL = typer.Option(None, "--level", help="Cut category paths to this many parts (2: "
                      "'Apparel > Topwear > Tshirts' -> 'Apparel > Topwear') \\[default: whole].")
-MIN_PER_CLASS = typer.Option(20, "--min-per-class", help="Leave out classes with fewer images.")
+# Defaults come from TrainConfig, the library's one home for them.
+MIN_PER_CLASS = typer.Option(TrainConfig.min_per_class, "--min-per-class",
+                             help="Leave out classes with fewer images.")
 OTHER = typer.Option(False, "--other", help="Merge the rare classes into 'Other' instead.")
-ARCH = typer.Option(DEFAULT_ARCH, "--arch", help="lite0 (EfficientNet-Lite0 pretrained on "
+ARCH = typer.Option(TrainConfig.arch, "--arch", help="lite0 (EfficientNet-Lite0 pretrained on "
                     "ImageNet, the default), compact (a small CNN from scratch), seed (the "
                     "original CNN), efficientnetb0 or mobilenetv3small (these need --weights).")
-IMAGE_SIZE = typer.Option(None, "--image-size", help="Side of the square training images, px "
-                          "\\[default: 160 for lite0, 64 otherwise].")
-EPOCHS = typer.Option(40, "--epochs", help="Most epochs to run.")
+IMAGE_SIZE = typer.Option(TrainConfig.image_size, "--image-size", help="Side of the square "
+                          "training images, px \\[default: 160 for lite0, 64 otherwise].")
+EPOCHS = typer.Option(TrainConfig.epochs, "--epochs", help="Most epochs to run.")
 BUDGET = typer.Option(None, "--time-budget", help="Stop training in time to finish within "
                       "this many minutes.")
-SEED = typer.Option(0, "--seed", help="Random seed (same seed, same split and model).")
+SEED = typer.Option(TrainConfig.seed, "--seed",
+                    help="Random seed (same seed, same split and model).")
 WEIGHTS = typer.Option(None, "--weights", help="Local weights file of a keras.applications "
                        "backbone (nothing is downloaded).")
-BATCH = typer.Option(32, "--batch-size", help="Images per training step.")
+BATCH = typer.Option(TrainConfig.batch_size, "--batch-size", help="Images per training step.")
 
 
 @contextlib.contextmanager
@@ -44,19 +47,7 @@ def train_progress(st: AppState) -> Iterator[Callable[[Any], None]]:
     if st.settings.quiet:
         yield lambda event: None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=st.err,
-    ) as bar:
+    with bar_progress(st) as bar:
         tasks: dict[str, Any] = {}
 
         def update(event: Any) -> None:
@@ -132,7 +123,6 @@ def train(
 
     Example: slashcat train --level 2 --time-budget 10
     """
-    from classifier.train import TrainConfig
     from classifier.train import train as run
 
     st = state(ctx)
@@ -191,7 +181,7 @@ def predict(
     unlabelled: bool = typer.Option(False, "--unlabelled", help="Products without a label "
                                     "(the default)."),
     model: str = typer.Option(None, "--model", help="Model version \\[default: active]."),
-    top_k: int = typer.Option(3, "--top-k", help="Categories kept per prediction."),
+    top_k: int = typer.Option(DEFAULT_TOP_K, "--top-k", help="Categories kept per prediction."),
 ) -> None:
     """Predict categories for the catalog's products and store them with the model version.
 
@@ -222,7 +212,7 @@ def predict(
 def classify(
     ctx: typer.Context,
     images: list[Path] = typer.Argument(..., help="Image files to classify."),
-    top_k: int = typer.Option(3, "--top-k", help="Categories per image."),
+    top_k: int = typer.Option(DEFAULT_TOP_K, "--top-k", help="Categories per image."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     model: str = typer.Option(None, "--model", help="Model version \\[default: active]."),
 ) -> None:
@@ -284,7 +274,6 @@ def retrain(
     from classifier.registry import active_model
     from classifier.retrain import config_from_metrics
     from classifier.retrain import retrain as run
-    from classifier.train import TrainConfig
 
     st = state(ctx)
     cat = st.catalog()

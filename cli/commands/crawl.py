@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -58,30 +59,68 @@ def quiet_scrapy(verbose: bool) -> Iterator[None]:
 @user_errors
 def crawl(
     ctx: typer.Context,
-    url: str = typer.Argument(..., help="The shop's start URL, e.g. https://shop.example.com"),
+    urls: list[str] = typer.Argument(None, help="Start URLs of one or more shops, e.g. "
+                                                "https://shop.example.com", show_default=False),
     max_products: int = typer.Option(None, "--max-products", min=1,
-                                     help="Stop after this many products."),
+                                     help="Stop after this many products (per shop)."),
     store_name: str = typer.Option(None, "--store-name",
                                    help="Name to file the store under \\[default: its host]."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue an interrupted crawl of this store."),
     allow_domain: list[str] = typer.Option(
         None, "--allow-domain", help="Another domain to fetch from (an image CDN); repeatable."),
+    from_file: Path = typer.Option(None, "--from-file", help="A file of shop URLs, one a line."),
+    redis: str = typer.Option(None, "--redis", metavar="URL",
+                              help="Share the crawl's frontier on this Redis (redis://host:6379/0)."),
+    workers: int = typer.Option(2, "--workers", min=1,
+                                help="Crawler processes on this machine (with --redis)."),
 ) -> None:
-    """Crawl a storefront: products, images and categories go into the catalog.
+    """Crawl storefronts: products, images and categories go into the catalog.
 
     Obeys robots.txt, throttles itself, stays on the shop's domain (plus --allow-domain) and
-    never fetches internal addresses. Running it again adds nothing twice.
+    never fetches internal addresses. Running it again adds nothing twice. Several URLs (or
+    --from-file) crawl several shops, each its own store. With --redis, --workers processes
+    share one frontier; 'slashcat crawl-worker' joins more from other machines.
     Example: slashcat crawl https://shop.example.com --max-products 500
     """
-    from scraper.run import crawl as run_crawl
+    from catalog.errors import InvalidInput
+    from scraper.distributed import crawl_shops, read_shop_list
 
     st = state(ctx)
+    shops = list(urls or []) + (read_shop_list(from_file) if from_file else [])
+    if not shops:
+        raise InvalidInput("give a shop URL to crawl (or --from-file FILE)")
     cat = st.catalog(create=True)
     with quiet_scrapy(st.settings.verbose), live_view(st) as progress:
-        report = run_crawl(cat, url, max_products=max_products, store_name=store_name,
-                           resume=resume, allow_domains=tuple(allow_domain or ()),
-                           progress=progress)
+        crawl_shops(cat, shops, redis_url=redis, workers=workers, store_name=store_name,
+                    resume=resume, max_products=max_products,
+                    allow_domains=tuple(allow_domain or ()), progress=progress,
+                    on_shop=lambda report: print_summary(st, report))
+
+
+@user_errors
+def crawl_worker(
+    ctx: typer.Context,
+    redis: str = typer.Option(..., "--redis", metavar="URL",
+                              help="The Redis the crawl was started on."),
+    store_name: str = typer.Option(None, "--store-name",
+                                   help="Join this store's crawl \\[default: any unfinished one]."),
+) -> None:
+    """Join an unfinished 'slashcat crawl --redis' as one more crawler process.
+
+    Run it on another machine with the same --db (PostgreSQL), or on the same machine.
+    Example: slashcat --db postgresql+psycopg://cat@db/catalog crawl-worker --redis redis://db:6379/0
+    """
+    from scraper.distributed import join_crawl
+
+    st = state(ctx)
+    cat_settings = st.settings
+    with quiet_scrapy(st.settings.verbose), live_view(st) as progress:
+        report = join_crawl(cat_settings, redis, store_name, progress)
+    print_summary(st, report)
+
+
+def print_summary(st: AppState, report: Any) -> None:
     st.console.print(counters_table(report, f"Crawled {report.store}: {report.status} "
                                             f"in {report.elapsed_s:,.1f} s"))
     summary = (f"products new {report.products_new:,}, updated {report.products_updated:,}; "
@@ -96,3 +135,4 @@ def crawl(
 
 def register(app: typer.Typer) -> None:
     app.command()(crawl)
+    app.command("crawl-worker")(crawl_worker)

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import io
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
+from catalog.options import EXPORT_FORMATS
 from cli.render import progress_bar
 from cli.state import state, user_errors
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from catalog.export import ExportOptions
+
+
+ExportFormat = enum.Enum("ExportFormat", {f: f for f in EXPORT_FORMATS}, type=str)
 
 
 @user_errors
@@ -19,7 +31,7 @@ def export(
     file: str = typer.Argument(
         "-", metavar="FILE | -", help="Where to write; '-' is standard output.",
     ),
-    fmt: str = typer.Option("csv", "--format", help="csv or jsonl."),
+    fmt: ExportFormat = typer.Option(ExportFormat.csv, "--format", help="csv or jsonl."),
     min_confidence: float = typer.Option(
         None, "--min-confidence", help="Drop model rows whose confidence is below this.",
     ),
@@ -40,10 +52,10 @@ def export(
     or CR get a leading apostrophe so spreadsheets do not run them (--raw keeps them as they are).
     Example: slashcat export categories.csv --only-reviewed
     """
-    from catalog.export import ExportOptions, export_to_path, validate, write_export
+    from catalog.export import ExportOptions, export_to_path, validate
 
     st = state(ctx)
-    options = ExportOptions(fmt, min_confidence, only_reviewed, store, raw)
+    options = ExportOptions(fmt.value, min_confidence, only_reviewed, store, raw)
     with st.catalog().session() as session:
         validate(session, options)  # before the progress bar, so bad input is one line
     # Rows on a terminal would tear a live progress bar apart: no bar then.
@@ -54,16 +66,24 @@ def export(
             update(done, None)  # type: ignore[arg-type]  # total unknown: a spinner-like bar
 
         if file == "-":
-            out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
-            try:
-                count = write_export(session, out, options, tick)
-            finally:
-                out.flush()
-                out.detach()
+            count = _write_stdout(session, options, tick)
         else:
             count = export_to_path(session, Path(file), options, tick)
     where = "standard output" if file == "-" else file
     st.err.print(f"Exported {count:,} products to {where}.", highlight=False)
+
+
+def _write_stdout(session: Session, options: ExportOptions, tick: Callable[[int], None]) -> int:
+    from catalog.export import write_export
+
+    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+    try:
+        count = write_export(session, out, options, tick)
+        out.flush()
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            out.detach()  # leave sys.stdout open for the interpreter
+    return count
 
 
 def register(app: typer.Typer) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
+from catalog.options import DEFAULT_BELOW, DISAGREEMENT_CONFIDENCE
+from cli.render import ImageMode
 from cli.state import AppState, state, user_errors
 
 if TYPE_CHECKING:
@@ -23,7 +25,8 @@ NO_TTY = (
 def review(
     ctx: typer.Context,
     below: float = typer.Option(
-        None, "--below", help="Only predictions with confidence below this \\[default: 0.7].",
+        None, "--below",
+        help=f"Only predictions with confidence below this \\[default: {DEFAULT_BELOW}].",
         show_default=False,
     ),
     category: str = typer.Option(
@@ -35,7 +38,8 @@ def review(
     limit: int = typer.Option(None, "--limit", help="At most this many products."),
     disagreements: bool = typer.Option(
         False, "--disagreements",
-        help="Instead, products whose store label the model contradicts with confidence >= 0.9.",
+        help="Instead, products whose store label the model contradicts with confidence >= "
+        f"{DISAGREEMENT_CONFIDENCE}.",
     ),
     accept_above: float = typer.Option(
         None, "--accept-above",
@@ -44,9 +48,7 @@ def review(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="With --accept-above: only count, write nothing.",
     ),
-    images: str = typer.Option(
-        "auto", "--images", help="Image drawing: auto, halfcell, sixel, tgp, unicode or none.",
-    ),
+    images: ImageMode = typer.Option(ImageMode.auto, "--images", help="Image drawing."),
 ) -> None:
     """Review low-confidence predictions in a full-screen terminal, or accept confident ones.
 
@@ -57,7 +59,7 @@ def review(
     Example: slashcat review --below 0.6 --category Shoes
     """
     from catalog.errors import InvalidInput
-    from catalog.review import DEFAULT_BELOW, QueueFilter, validate_filter
+    from catalog.review import QueueFilter, validate_filter
 
     st = state(ctx)
     if accept_above is not None:
@@ -69,16 +71,13 @@ def review(
         return
     if dry_run:
         raise InvalidInput("--dry-run only applies to --accept-above X")
-    if images not in ("auto", "halfcell", "sixel", "tgp", "unicode", "none"):
-        raise InvalidInput(f"unknown --images {images!r}; use auto, halfcell, sixel, tgp, "
-                           "unicode or none")
     if below is None and not disagreements:
         below = DEFAULT_BELOW
     filters = QueueFilter(below, category, model, limit, disagreements)
     validate_filter(filters)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise InvalidInput(NO_TTY)
-    _screen(st, filters, images)
+    _screen(st, filters, images.value)
 
 
 def _author() -> str | None:
@@ -91,10 +90,14 @@ def _author() -> str | None:
 
 
 def _batch(st: AppState, threshold: float, dry_run: bool, model: str | None) -> None:
+    from catalog.db import retry_locked
     from catalog.review import accept_above
 
-    with st.catalog().session() as session:
-        result = accept_above(session, threshold, dry_run, model, _author())
+    def accept() -> Any:
+        with st.catalog().session() as session:  # one transaction: repeated whole if busy
+            return accept_above(session, threshold, dry_run, model, _author())
+
+    result = retry_locked(accept)
     verb = "Would accept" if dry_run else "Accepted"
     table = Table("category", "products", title=f"{verb} (model {result.model_version}, "
                   f"confidence >= {threshold})", title_justify="left")

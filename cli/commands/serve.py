@@ -35,8 +35,9 @@ def serve(
     from catalog.errors import InvalidInput
     from classifier.predict import Classifier
     from cli.web.app import LOOPBACK_HOSTS, WebConfig, create_app
-    from cli.web.server import bind, is_loopback, run, url_of
+    from cli.web.server import is_loopback, run, url_of
     from cli.web.uploads import UploadLimits
+    from scraper.net import listen
 
     st = state(ctx)
     if max_file_mb <= 0 or max_files < 1:
@@ -55,7 +56,7 @@ def serve(
         allowed_hosts=(*LOOPBACK_HOSTS, host) if local else ("*",),
     )
     app = create_app(cat, classifier, config)
-    sock = bind(host, port)
+    sock = listen(host, port)
     if not local:
         st.err.print(f"[yellow]Warning:[/] listening on {host}: anyone who can reach this "
                      "machine can use the page" + (" and write to the catalog" if allow_save

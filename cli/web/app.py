@@ -530,7 +530,7 @@ def save_upload(
     """Ingest the bytes, make (or find) the upload's product and add a human label."""
     from catalog.categories import get_category
     from catalog.images import inspect_image
-    from catalog.ingest import get_or_create_store, ingest_image, link_image, upsert_product
+    from catalog.ingest import get_or_create_store, ingest_item
     from catalog.labels import add_label
 
     try:
@@ -542,15 +542,14 @@ def save_upload(
         with catalog.session() as session:
             cat = get_category(session, category)
             store = get_or_create_store(session, store_name, "upload:")
-            outcome = ingest_image(session, catalog.store, data, classifier.limits, facts)
-            product, _ = upsert_product(
-                session, store.id, f"upload:{facts.sha256}", external_id=facts.sha256[:16],
+            item = ingest_item(
+                session, catalog.store, store.id, f"upload:{facts.sha256}", data,
+                limits=classifier.limits, facts=facts, external_id=facts.sha256[:16],
                 title=(filename or None),
             )
-            link_image(session, product.id, outcome.image.id, None)
-            label = add_label(session, product.id, cat.id, "human", author="web")
-            return Saved(product_id=product.id, image_sha256=facts.sha256,
-                         image_status=outcome.status, category=cat.name, label_id=label.id,
+            label = add_label(session, item.product.id, cat.id, "human", author="web")
+            return Saved(product_id=item.product.id, image_sha256=facts.sha256,
+                         image_status=item.image.status, category=cat.name, label_id=label.id,
                          store=store_name)
     except UnknownCategory as exc:
         raise UploadError(422, "unknown-category", str(exc)) from exc

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from catalog.errors import InvalidInput
+from scraper.net import listen
 
 
 def is_loopback(host: str) -> bool:
@@ -19,29 +19,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
-    """A listening TCP socket; port 0 picks a free one. Raises InvalidInput on failure."""
-    if not 0 <= port <= 65535:
-        raise InvalidInput(f"--port {port} must be between 0 and 65535")
-    try:
-        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise InvalidInput(f"cannot resolve --host {host!r}: {exc.strerror}") from None
-    family, _, _, _, address = infos[0]
-    # proto must say TCP: asyncio sets TCP_NODELAY on accepted sockets only then, and without
-    # it a kept-alive connection waits ~40 ms (Nagle vs delayed ACK) on every response.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.set_inheritable(True)
-    return sock
 
 
 def url_of(sock: socket.socket) -> str:
@@ -83,7 +60,7 @@ class Running:
 
 def start_in_thread(app: Any, host: str = "127.0.0.1", timeout: float = 60.0) -> Running:
     """Start uvicorn on a free port in a daemon thread; returns once it is serving (warm)."""
-    sock = bind(host, 0)
+    sock = listen(host, 0)
     server = uvicorn_server(app, log_level="warning", access_log=False)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="slashcat-web", daemon=True

@@ -22,6 +22,7 @@ from catalog.errors import InvalidInput
 from scraper.demoshop.faults import INTERNAL_HOST, Faults
 from scraper.demoshop.pages import Response, ShopPages, not_found
 from scraper.demoshop.sample import load_manifest
+from scraper.net import listen
 
 SAMPLE_SHOP = Path(__file__).resolve().parents[2] / "data" / "sample-store"
 START_TIMEOUT_S = 30.0
@@ -64,7 +65,7 @@ class DemoShop:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._server: Any = None
-        self._sockets = [_listen(host, port)]
+        self._sockets = [listen(host, port)]
         self.host, self.port = self._sockets[0].getsockname()[:2]
         self.internal_url = ""
         if faults is not None and faults.redirect_internal:
@@ -80,9 +81,9 @@ class DemoShop:
         """Listen on 127.0.0.2, on the shop's port if free (so only the host differs)."""
         try:
             try:
-                return _listen(INTERNAL_HOST, self.port)
+                return listen(INTERNAL_HOST, self.port)
             except InvalidInput:
-                return _listen(INTERNAL_HOST, 0)
+                return listen(INTERNAL_HOST, 0)
         except InvalidInput as exc:
             self._sockets[0].close()
             raise InvalidInput(f"{exc} (for the redirect fault); use redirect_internal=False"
@@ -260,15 +261,3 @@ class DemoShop:
                              agent.decode("latin-1") if agent is not None else None))
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; InvalidInput when the address is taken or not ours."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM,
-                         socket.IPPROTO_TCP)  # TCP proto: asyncio then sets TCP_NODELAY
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock

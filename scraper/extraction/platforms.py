@@ -1,18 +1,19 @@
 """The platforms shops run on, detected from the page itself (never from the URL alone), and
 their own product data: WooCommerce's public Store API, Next.js/Nuxt embedded app state.
 
-Pure functions: a parsed page or a response body in, ProductData out (Shopify's
-/products.json lives in scraper.extract.shopify_products)."""
+Pure functions: a parsed page or a response body in, ProductData out. PRODUCT_APIS names each
+platform's own product listing API (Shopify's /products.json, WooCommerce's Store API), which the
+spider pages through once a page shows the platform."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
-WOO_API = "/wp-json/wc/store/v1/products"
-WOO_PAGE_SIZE = 100
 APP_STATE_MAX = 20_000_000  # characters of embedded JSON we are willing to read
 SCRIPT_MARKERS = (  # (platform, text in a script's src, type or first 2,000 characters)
     ("shopify", "cdn.shopify.com"), ("shopify", "Shopify.theme"),
@@ -50,15 +51,9 @@ def woocommerce_products(body: bytes | str, base: str) -> list[Any]:
     from scraper.extraction.model import ProductData, stamp
     from scraper.extraction.structured import text_of
 
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return []
-    if not isinstance(data, list):
-        return []
     out = []
-    for item in data:
-        if not isinstance(item, dict) or not item.get("permalink"):
+    for item in json_items(body, None):
+        if not item.get("permalink"):
             continue
         prices = item.get("prices") if isinstance(item.get("prices"), dict) else {}
         images = [i.get("src") for i in item.get("images") or [] if isinstance(i, dict)]
@@ -79,6 +74,44 @@ def woocommerce_products(body: bytes | str, base: str) -> list[Any]:
         stamp(product, "woocommerce")
         out.append(product)
     return out
+
+
+def shopify_products(body: bytes | str, base: str) -> list[Any]:
+    """Products from a Shopify store's /products.json; [] if it is not that format."""
+    from catalog.categories import normalise_path
+    from scraper.extract import absolute_unique
+    from scraper.extraction.model import ProductData
+    from scraper.extraction.structured import parse_price, text_of
+
+    out = []
+    for item in json_items(body, "products"):
+        if not item.get("handle"):
+            continue
+        variants = [v for v in item.get("variants") or [] if isinstance(v, dict)]
+        first = variants[0] if variants else {}
+        images = [i.get("src") for i in item.get("images") or [] if isinstance(i, dict)]
+        out.append(ProductData(
+            url=urljoin(base, f"/products/{item['handle']}"),
+            title=text_of(item.get("title")),
+            external_id=text_of(first.get("sku")) or text_of(item.get("id")),
+            brand=text_of(item.get("vendor")),
+            price=parse_price(first.get("price")),
+            currency=None,
+            category_path=normalise_path(item.get("product_type") or None),
+            image_urls=absolute_unique([i for i in images if isinstance(i, str)], base),
+            sources=["shopify"],
+        ))
+    return out
+
+
+def json_items(body: bytes | str, key: str | None) -> list[dict[str, Any]]:
+    """The objects of a JSON API's product list (under `key`, or the top-level list)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    items = data.get(key) if key and isinstance(data, dict) else data
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
 
 
 def minor_units(value: Any, decimals: Any) -> float | None:
@@ -226,3 +259,17 @@ def first(doc: Any, xpath: str) -> str | None:
         if text:
             return text
     return None
+
+
+@dataclass(frozen=True)
+class ProductApi:
+    path: str  # with {size} and {page}
+    page_size: int
+    parse: Callable[[bytes | str, str], list[Any]]
+
+
+PRODUCT_APIS = {
+    "shopify": ProductApi("/products.json?limit={size}&page={page}", 250, shopify_products),
+    "woocommerce": ProductApi("/wp-json/wc/store/v1/products?per_page={size}&page={page}", 100,
+                              woocommerce_products),
+}

@@ -11,7 +11,6 @@ takes. p0's image shares a dedupe cluster with two other images. Model v0 is ina
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,10 +20,12 @@ from sqlalchemy.orm import Session
 
 from catalog.categories import ensure_category
 from catalog.db import Catalog, open_catalog
-from catalog.ingest import get_or_create_store, ingest_image, link_image, upsert_product
+from catalog.ingest import get_or_create_store, ingest_image, ingest_item
 from catalog.labels import add_label
 from catalog.models import Image, Model, Prediction
 from catalog.settings import Settings
+
+from helpers import copy_home
 
 TOP = "Apparel > Topwear"
 BOTTOM = "Apparel > Bottomwear"
@@ -108,17 +109,15 @@ def build_review_catalog(catalog: Catalog, make_image: Callable[..., bytes]) -> 
         v0 = add_model(s, "v0", active=False)
         v1 = add_model(s, "v1", active=True)
         for i, (key, (title, top_k, store_label)) in enumerate(PRODUCTS.items()):
-            product, _ = upsert_product(
-                s, store.id, f"http://shop.test/p/{key}", title=title, external_id=f"SKU-{i}",
+            item = ingest_item(
+                s, catalog.store, store.id, f"http://shop.test/p/{key}", make_image(seed=i + 1),
+                f"http://shop.test/img/{key}.jpg", title=title, external_id=f"SKU-{i}",
                 category_path=store_label,
             )
-            image = ingest_image(s, catalog.store, make_image(seed=i + 1)).image
-            link_image(s, product.id, image.id, f"http://shop.test/img/{key}.jpg")
+            product, image = item.product, item.image.image
             data.products[key] = product.id
             data.images[key] = image.id
             data.predictions[key] = add_prediction(s, product.id, image.id, v1, top_k).id
-            if store_label is not None:
-                add_label(s, product.id, ensure_category(s, store_label).id, "store")
             if key in OLD:
                 data.old_predictions[key] = add_prediction(s, product.id, image.id, v0, OLD[key]).id
         add_label(s, data.products["p7"], ensure_category(s, BAGS).id, "human",
@@ -141,7 +140,7 @@ def _cluster(
 @pytest.fixture(scope="session")
 def review_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReviewData]:
     """Built once per test run; each test gets a copy (building it costs more than copying)."""
-    from conftest import jpeg_bytes
+    from helpers import jpeg_bytes
 
     home = tmp_path_factory.mktemp("review-template") / "home"
     cat = open_catalog(Settings.load(home=home, env={}))
@@ -158,8 +157,7 @@ def review_data(
 ) -> Iterator[ReviewData]:
     """A fresh copy of the review catalog at the test's home folder (the `cli` fixture's too)."""
     template_home, template = review_template
-    shutil.copytree(template_home, settings.home)
-    cat = open_catalog(settings)
+    cat = open_catalog(copy_home(template_home, settings.home))
     yield replace(template, catalog=cat)
     cat.close()
 

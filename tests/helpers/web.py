@@ -10,14 +10,11 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import signal
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +23,12 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from fixtures_classifier import shape_image
 
 from catalog.db import Catalog, open_catalog
 from catalog.settings import Settings
+
+from helpers import copy_home
+from helpers.classifier import shape_image
 
 WEB_SHAPES = {
     "Toys > Ball": ("circle", (220, 40, 40)),
@@ -49,20 +48,6 @@ def shape_png(shape: str, colour: tuple[int, int, int], seed: int, size: int = 4
               fmt: str = "PNG") -> bytes:
     """The classifier fixtures' shape image, at the web tests' size."""
     return shape_image(shape, colour, seed, size, fmt)
-
-
-def bomb_png(side: int = 12_000) -> bytes:
-    """A valid 1-bit PNG of side x side black pixels: ~20 KB that would decode to 144 Mpx."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    row = b"\x00" + b"\x00" * ((side + 7) // 8)
-    z = zlib.compressobj(9)
-    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
-            + chunk(b"IEND", b""))
 
 
 def noise_png(side: int, seed: int = 0) -> bytes:
@@ -160,7 +145,7 @@ def web_server(web_model: WebModel, cli_server_started: CliServer) -> Iterator[S
 def save_server(web_model: WebModel, tmp_path: Path) -> Iterator[Served]:
     """The app with --allow-save on a private copy of the catalog."""
     home = tmp_path / "home"
-    shutil.copytree(web_model.home, home)
+    copy_home(web_model.home, home)
     yield from _serve(home, web_model, allow_save=True)
 
 
@@ -213,7 +198,7 @@ def cli_server_started(web_model: WebModel,
     """Launch the real `slashcat serve --port 0 --allow-save` in a subprocess, on a copy of the
     home, without waiting: its start-up (TensorFlow, the model) overlaps the API tests."""
     home = tmp_path_factory.mktemp("cli") / "home"
-    shutil.copytree(web_model.home, home)
+    copy_home(web_model.home, home)
     exe = Path(sys.executable).with_name("slashcat")
     env = {**os.environ, "COLUMNS": "300", "NO_COLOR": "1"}
     proc = subprocess.Popen(

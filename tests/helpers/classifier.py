@@ -7,7 +7,6 @@ the catalog works on its own copy of that home folder.
 from __future__ import annotations
 
 import io
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import pytest
 
 from catalog.db import Catalog, open_catalog
 from catalog.settings import Settings
+
+from helpers import copy_home
 
 # Category path -> (shape, colour). Distinct colours and shapes make the task learnable fast.
 SHAPES = {
@@ -64,16 +65,13 @@ def shape_image(shape: str, colour: tuple[int, int, int], seed: int, size: int =
 
 def add_product(catalog: Catalog, url: str, data: bytes, category: str | None) -> tuple[int, int]:
     """One product with one image, labelled by the store; returns (product id, image id)."""
-    from catalog.ingest import get_or_create_store, ingest_image, link_image, upsert_product
-    from catalog.labels import set_store_label
+    from catalog.ingest import get_or_create_store, ingest_item
 
     with catalog.session() as session:
         store = get_or_create_store(session, "shapes", "http://shapes.test/")
-        product, _ = upsert_product(session, store.id, url, title=url, category_path=category)
-        image = ingest_image(session, catalog.store, data).image
-        link_image(session, product.id, image.id, url + ".png")
-        set_store_label(session, product, category)
-        return product.id, image.id
+        item = ingest_item(session, catalog.store, store.id, url, data, url + ".png",
+                           title=url, category_path=category)
+        return item.product.id, item.image.image.id
 
 
 def build_shapes_catalog(catalog: Catalog) -> None:
@@ -108,11 +106,6 @@ def build_shapes_catalog(catalog: Catalog) -> None:
 class Trained:
     settings: Settings
     version: str
-
-
-def copy_home(src: Path, dst: Path) -> Settings:
-    shutil.copytree(src, dst)
-    return Settings.load(home=dst, env={})
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,312 @@
+"""PostgreSQL as the catalog: migrations, faults, and every command through the real CLI.
+
+The server comes from tests/helpers/servers.py (skipped without one, failed in CI). The
+catalog-level tests of the other files also run here through the parametrised `catalog` fixture, and
+tests/test_demo.py runs the whole pipeline on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import func, select, text
+
+from catalog.db import alembic_config, open_catalog
+from catalog.models import Base, Image, Label, Model, Prediction, Product
+from catalog.settings import Settings
+
+from helpers.classifier import SHAPES, shape_image
+from helpers.servers import PostgresServer, free_port, fresh_schema, pg_bin_dir, unavailable
+from helpers.web import CliServer
+
+EXE = Path(sys.executable).with_name("slashcat")
+
+
+def run_cli(home: Path, db: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The installed `slashcat` console script in its own process."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run([str(EXE), "--home", str(home), "--db", db, *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_migrations_up_down_and_match_models(pg_catalog_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from alembic import command
+    from catalog.db import make_engine
+
+    cfg = alembic_config(pg_catalog_url)
+    command.upgrade(cfg, "head")
+    command.downgrade(cfg, "base")
+    engine = make_engine(pg_catalog_url)
+    with engine.connect() as conn:
+        tables = conn.execute(text(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )).scalars().all()
+    assert set(tables) <= {"alembic_version"}
+    command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_sixty_four_bit_hashes_round_trip(catalog_url: str, settings: Settings) -> None:
+    """pHash/dHash are unsigned 64-bit; stored signed, they must come back bit for bit."""
+    from catalog.dedupe.hashing import to_signed, unsigned
+
+    cat = open_catalog(Settings.load(home=settings.home, db=catalog_url or None, env={}))
+    values = [0, 1, 2**63 - 1, 2**63, 2**64 - 1]
+    with cat.session() as s:
+        s.add_all(Image(sha256=f"{i:064x}", size_bytes=1, phash=to_signed(v), dhash=to_signed(v))
+                  for i, v in enumerate(values))
+    with cat.session() as s:
+        got = unsigned(list(s.scalars(select(Image.phash).order_by(Image.id)))).tolist()
+    cat.close()
+    assert got == values
+
+
+def assert_one_line(r: subprocess.CompletedProcess, *expected: str) -> None:
+    out = (r.stdout + r.stderr).strip()
+    assert r.returncode == 1, out
+    assert len(out.splitlines()) == 1, out
+    assert "Traceback" not in out
+    for part in expected:
+        assert part in out, out
+
+
+def test_server_down_at_start_is_one_line_without_the_password(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    url = f"postgresql+psycopg://shop:s3cret-pw@127.0.0.1:{port}/catalog"
+    r = run_cli(tmp_path / "home", url, "stats")
+    assert_one_line(r, f"shop:***@127.0.0.1:{port}/catalog", "Connection refused")
+    assert "s3cret-pw" not in r.stdout + r.stderr
+
+
+def test_missing_database_or_schema_is_one_line(postgres_url: str, tmp_path: Path) -> None:
+    from helpers.servers import with_database, with_schema
+
+    r = run_cli(tmp_path / "home", with_database(postgres_url, "no_such_db"), "init")
+    assert_one_line(r, "cannot connect to the catalog at", 'database "no_such_db" does not exist')
+    r = run_cli(tmp_path / "home", with_schema(postgres_url, "no_such_schema"), "init")
+    assert_one_line(r, "cannot prepare the catalog at", "no schema has been selected")
+
+
+def test_stopped_server_is_one_line(tmp_path: Path) -> None:
+    bin_dir = pg_bin_dir()
+    if bin_dir is None:
+        unavailable("no PostgreSQL binaries to start and stop a server of this test's own")
+    assert bin_dir is not None
+    server = PostgresServer(bin_dir)
+    try:
+        server.start()
+        assert run_cli(tmp_path / "home", server.url, "init").returncode == 0
+    finally:
+        server.stop()
+    r = run_cli(tmp_path / "home", server.url, "stats")
+    assert_one_line(r, f"cannot connect to the catalog at {server.url}")
+
+
+def test_two_processes_create_one_catalog_at_once(postgres_url: str, tmp_path: Path) -> None:
+    for _ in range(2):  # races are timing-dependent: two fresh catalogs
+        with fresh_schema(postgres_url) as url:
+            procs = [
+                subprocess.Popen([str(EXE), "--home", str(tmp_path / f"h{i}"), "--db", url, "init"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for i in range(3)
+            ]
+            outs = [(p.wait(120), p.stdout.read() if p.stdout else "") for p in procs]
+            assert [rc for rc, _ in outs] == [0, 0, 0], outs
+            cat = open_catalog(Settings.load(home=tmp_path / "h0", db=url, env={}))
+            with cat.session() as s:
+                assert s.scalar(select(func.count()).select_from(Product)) == 0
+            cat.close()
+
+
+# --- every command on one PostgreSQL catalog ---------------------------------------------------
+
+PER_CLASS = 16
+UNLABELLED = 6
+
+
+def photo_folder(root: Path) -> Path:
+    """Category sub-folders of real PNG files (the import layout), plus unlabelled shapes."""
+    seed = 0
+    for category, (shape, colour) in SHAPES.items():
+        folder = root.joinpath(*category.split(" > "))
+        folder.mkdir(parents=True)
+        for i in range(PER_CLASS):
+            seed += 1
+            (folder / f"{shape}-{i}.png").write_bytes(shape_image(shape, colour, seed))
+    for i in range(UNLABELLED):
+        seed += 1
+        shape, colour = list(SHAPES.values())[i % len(SHAPES)]
+        (root / f"new-{i}.png").write_bytes(shape_image(shape, colour, seed))
+    # A near-duplicate pair for dedupe.
+    (root / "dup-a.png").write_bytes(shape_image("circle", (220, 40, 40), 999, size=160))
+    (root / "dup-b.jpg").write_bytes(shape_image("circle", (220, 40, 40), 999, size=160,
+                                                 fmt="JPEG"))
+    return root
+
+
+@dataclass
+class Pipeline:
+    home: Path
+    db: str
+    out: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def pipeline(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """init, import, dedupe, train, evaluate, predict, classify, review --accept-above, export,
+    retrain, doctor, stats: each through the real CLI on one PostgreSQL catalog."""
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    base = tmp_path_factory.mktemp("pg-pipeline")
+    photos = photo_folder(base / "photos")
+    home = base / "home"
+    out: dict[str, str] = {}
+    runner = CliRunner()  # in this process: TensorFlow loads once, not once per command
+    with fresh_schema(postgres_url) as db:
+        steps: list[tuple[str, list[str]]] = [
+            ("init", ["init"]),
+            ("import", ["import", str(photos), "--store-name", "shapes", "--workers", "1"]),
+            ("import-again", ["import", str(photos), "--store-name", "shapes", "--workers", "1"]),
+            ("dedupe", ["dedupe"]),
+            ("train", ["train", "--image-size", "32", "--epochs", "4", "--batch-size", "16",
+                       "--min-per-class", "5", "--seed", "1"]),
+            ("evaluate", ["evaluate"]),
+            ("predict", ["predict"]),
+            ("classify", ["classify", str(photos / "new-0.png"), "--json"]),
+            ("review", ["review", "--accept-above", "0.3"]),
+            ("export", ["export", str(base / "out.csv")]),
+            ("retrain", ["retrain", "--epochs", "2"]),
+            ("doctor", ["doctor"]),
+            ("stats", ["stats"]),
+        ]
+        for name, args in steps:
+            r = runner.invoke(app, ["--home", str(home), "--db", db, *args],
+                              env={"COLUMNS": "200"})
+            out[name] = r.output
+            assert r.exit_code == 0, f"slashcat {' '.join(args)}:\n{r.output}"
+        yield Pipeline(home, db, out)
+
+
+def count(db: str, home: Path, query: Any) -> int:
+    cat = open_catalog(Settings.load(home=home, db=db, env={}), create=False)
+    try:
+        with cat.session() as s:
+            return int(s.scalar(query) or 0)
+    finally:
+        cat.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # twelve commands, two trainings, on a shared machine
+def test_every_command_runs_on_postgres(pipeline: Pipeline) -> None:
+    products = len(SHAPES) * PER_CLASS + UNLABELLED + 2
+    db, home = pipeline.db, pipeline.home
+    assert count(db, home, select(func.count(Product.id))) == products
+    assert count(db, home, select(func.count(Image.id)).where(Image.is_canonical.is_(False))) == 1
+    assert count(db, home, select(func.count(Model.id))) == 2  # train + retrain
+    assert count(db, home, select(func.count(Prediction.id))) >= UNLABELLED
+    assert count(db, home, select(func.count(Label.id)).where(Label.source == "store")) == (
+        len(SHAPES) * PER_CLASS)
+    with (pipeline.home.parent / "out.csv").open(newline="", encoding="utf-8") as fh:
+        assert len(list(csv.DictReader(fh))) == products
+    assert '"top_k"' in pipeline.out["classify"] or "Toys" in pipeline.out["classify"]
+    assert "problems" not in pipeline.out["doctor"].lower() or "0" in pipeline.out["doctor"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_serve_answers_from_a_postgres_catalog(pipeline: Pipeline) -> None:
+    env = {**os.environ, "COLUMNS": "300", "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [str(EXE), "--home", str(pipeline.home), "--db", pipeline.db, "serve", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    server = CliServer(pipeline.home, proc)
+    threading.Thread(target=server.read, daemon=True).start()
+    try:
+        server.wait_ready()
+        health = requests.get(server.url + "/api/health", timeout=10).json()
+        assert health["model"]["version"] == "v2" or health["model"]["version"].startswith("v")
+        files = {"files": ("ball.png", shape_image("circle", (220, 40, 40), 5), "image/png")}
+        r = requests.post(server.url + "/api/classify", files=files, timeout=30)
+        assert r.status_code == 200, r.text
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_crawl_into_postgres(storefront: Any, pg_catalog_url: str, tmp_path: Path) -> None:
+    from scraper.run import CrawlOptions, crawl
+
+    settings = Settings.load(home=tmp_path / "home", db=pg_catalog_url, env={})
+    cat = open_catalog(settings)
+    try:
+        options = CrawlOptions(autothrottle=False, retry_backoff_s=0.05)
+        first = crawl(cat, storefront.url, options=options)
+        facts = storefront.facts()
+        with cat.session() as s:
+            urls = set(s.scalars(select(Product.url)))
+            products = len(urls)
+            images = s.scalar(select(func.count(Image.id)))
+            stored = s.scalar(select(func.count(Image.id)).where(Image.path.is_not(None)))
+        assert urls == {p["url"] for p in facts.products.values()}
+        assert first.products_new == products
+        truncated = facts.products[facts.fixtures["truncated_image"]]["image_urls"][0]
+        good = {sha for url, sha in facts.image_sha256.items() if url != truncated}
+        assert stored == len(good) == first.images_new
+        crawl(cat, storefront.url, options=options)
+        with cat.session() as s:
+            assert s.scalar(select(func.count(Product.id))) == products
+            assert s.scalar(select(func.count(Image.id))) == images
+    finally:
+        cat.close()
+
+
+def test_export_and_predict_stream_through_server_side_cursors(
+        pg_catalog_url: str, tmp_path: Path) -> None:
+    """Named (server-side) cursors: memory stays flat however many rows there are."""
+    import psycopg
+    from sqlalchemy import event
+
+    from catalog.export import export_to_path
+    from classifier.predict import PredictReport, plan_work
+
+    from helpers.classifier import add_product
+
+    cat = open_catalog(Settings.load(home=tmp_path / "home", db=pg_catalog_url, env={}))
+    add_product(cat, "http://shapes.test/a", shape_image("circle", (220, 40, 40), 1), None)
+    streamed: list[str] = []
+
+    @event.listens_for(cat.engine, "before_cursor_execute")
+    def _seen(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if isinstance(cursor, psycopg.ServerCursor):
+            streamed.append(statement.split("FROM", 1)[1].split()[0])
+
+    try:
+        with cat.session() as s:
+            assert export_to_path(s, tmp_path / "out.csv") == 1
+        assert {"products", "product_images", "labels"} <= set(streamed)
+        streamed.clear()
+        with cat.session() as s:
+            plan_work(s, cat, 0, "all", PredictReport("v0", "all"))
+        assert "product_images" in streamed
+    finally:
+        cat.close()
