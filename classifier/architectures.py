@@ -11,9 +11,9 @@ from typing import Any
 
 from classifier.errors import MissingWeights, ModelFileError
 
-DEFAULT_ARCH = "compact"
 BACKBONES = ("efficientnetb0", "mobilenetv3small")
 PRETRAINED = "lite0"  # EfficientNet-Lite0, ImageNet weights from a pip package (backbones/)
+DEFAULT_ARCH = PRETRAINED
 ARCHITECTURES = (PRETRAINED, "compact", "seed", *BACKBONES)
 
 

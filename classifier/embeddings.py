@@ -51,6 +51,14 @@ class EmbeddingStore:
             return np.zeros((0, 0), np.float32), []
         return np.stack([rows[sha] for sha in shas]).astype(np.float32), []
 
+    def found(self, shas: Sequence[str]) -> tuple[list[int], np.ndarray]:
+        """(positions of the cached ones, their vectors as float32), whatever is missing."""
+        rows = self._load()
+        positions = [i for i, sha in enumerate(shas) if sha in rows]
+        if not positions:
+            return [], np.zeros((0, 0), np.float32)
+        return positions, np.stack([rows[shas[i]] for i in positions]).astype(np.float32)
+
     def put(self, shas: Sequence[str], vectors: np.ndarray) -> None:
         """Add vectors and rewrite the file atomically (readers never see half of it)."""
         rows = self._load()

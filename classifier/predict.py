@@ -2,7 +2,9 @@
 
 `predict_catalog` runs each canonical image once, copies the result to every product that
 shows an image of its cluster, and skips products that already have a prediction from the
-model, so a second run does no work.
+model, so a second run does no work. A lite0 model that kept its head-only stage has the
+pretrained backbone unchanged, so images whose embeddings are cached (those it trained on)
+need only the head: the same numbers the head was trained on, without decoding the image.
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ class PredictReport:
     already: int = 0  # had a prediction from this model already
     no_image: int = 0  # no usable image
     images: int = 0  # canonical images run through the model
+    cached: int = 0  # of which predicted from cached embeddings (head-only lite0 models)
     written: int = 0  # prediction rows written
     skipped: list[str] = field(default_factory=list)  # unreadable image files
     load_seconds: float = 0.0  # reading the catalog and loading the model
@@ -176,6 +179,7 @@ class Work:
     paths: list[str]  # canonical image files to run
     image_ids: list[int]
     products: list[list[int]]  # for each image, the products that get its prediction
+    shas: list[str] = field(default_factory=list)  # each image's sha256 (embedding key)
 
 
 def category_ids(session: Session, classes: list[str], version: str) -> dict[str, int]:
@@ -203,7 +207,9 @@ def plan_work(session: Session, catalog: Catalog, model_id: int, scope: str,
     report.already = len(products & done)
     todo = products - done
     canonical: dict[int, tuple[int, str]] = {}
+    shas: dict[int, str] = {}
     for c in canonical_clusters(session):
+        shas[c.canonical_id] = c.sha256
         for image_id in c.image_ids:
             canonical[image_id] = (c.canonical_id, c.path)
     first: dict[int, int] = {}
@@ -223,7 +229,7 @@ def plan_work(session: Session, catalog: Catalog, model_id: int, scope: str,
         groups.setdefault(head, []).append(product_id)
         paths[head] = str(catalog.store.path(rel))
     ids = sorted(groups)
-    return Work([paths[i] for i in ids], ids, [groups[i] for i in ids])
+    return Work([paths[i] for i in ids], ids, [groups[i] for i in ids], [shas[i] for i in ids])
 
 
 def predict_catalog(
@@ -251,32 +257,67 @@ def predict_catalog(
     clf = Classifier.from_row(catalog, row)
     report.load_seconds = time.monotonic() - started
     started = time.monotonic()
-    _run_batches(catalog, clf, ids, work, report, progress, top_k, batch_size)
+    total = len(work.paths)
+    if progress:
+        progress(0, total)
+    done = _run_cached(catalog, clf, row, ids, work, report, top_k)
+    _run_batches(catalog, clf, ids, work, report, progress, top_k, batch_size, done)
+    if progress:
+        progress(total, total)
     report.seconds = time.monotonic() - started
     return report
 
 
+def head_only(row: Model) -> bool:
+    """A lite0 model whose backbone is the pretrained one, untouched (see module doc)."""
+    from classifier.architectures import PRETRAINED
+
+    kept = ((row.metrics or {}).get("train") or {}).get("kept")
+    return row.architecture == PRETRAINED and kept == "head"
+
+
+def _run_cached(
+    catalog: Catalog, clf: Classifier, row: Model, ids: dict[str, int], work: Work,
+    report: PredictReport, top_k: int,
+) -> set[int]:
+    """Predict the images whose embeddings are cached with the head alone; their positions."""
+    if not head_only(row) or not work.shas:
+        return set()
+    from classifier.embeddings import EmbeddingStore
+    from classifier.transfer import backbone_key
+
+    store = EmbeddingStore(catalog.settings.home / "embeddings", backbone_key(), clf.image_size)
+    positions, vectors = store.found(work.shas)
+    if not positions:
+        return set()
+    head = clf.model.get_layer("classes")
+    for start in range(0, len(positions), 4096):
+        pos = np.asarray(positions[start:start + 4096], np.int64)
+        raw = np.asarray(head(vectors[start:start + 4096]), np.float32)
+        probs = calibrated(raw, clf.temperature)
+        report.written += _write(catalog, clf, ids, work, pos, probs, top_k)
+        report.images += len(pos)
+    report.cached = len(positions)
+    return set(positions)
+
+
 def _run_batches(
     catalog: Catalog, clf: Classifier, ids: dict[str, int], work: Work, report: PredictReport,
-    progress: Progress | None, top_k: int, batch_size: int,
+    progress: Progress | None, top_k: int, batch_size: int, done: set[int],
 ) -> None:
     """Predict and write batch by batch; tf.data decodes the next batches meanwhile."""
     from classifier.pipeline import file_batches
 
-    total = len(work.paths)
-    done: set[int] = set()
-    if progress:
-        progress(0, total)
-    for images, positions in file_batches(work.paths, clf.image_size, batch_size):
-        pos = positions.numpy()
+    todo = [i for i in range(len(work.paths)) if i not in done]
+    for images, positions in file_batches([work.paths[i] for i in todo], clf.image_size,
+                                          batch_size):
+        pos = np.asarray([todo[i] for i in positions.numpy().tolist()], np.int64)
         probs = clf.probabilities(images.numpy())
         report.written += _write(catalog, clf, ids, work, pos, probs, top_k)
         report.images += len(pos)
         done.update(pos.tolist())
         if progress:
-            progress(int(pos[-1]) + 1, total)
-    if progress:
-        progress(total, total)
+            progress(len(done), len(work.paths))
     report.skipped = [p for i, p in enumerate(work.paths) if i not in done]
 
 

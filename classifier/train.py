@@ -86,6 +86,8 @@ class TrainResult:
     activated: bool
     history: dict[str, list[float]] = field(default_factory=dict)
     kept: str | None = None  # lite0: "head" (on embeddings) or "fine-tuned"
+    decode_seconds: float = 0.0  # reading the images, before any training
+    head_seconds: float | None = None  # lite0: embeddings + head, the head-only model's cost
 
 
 @dataclass
@@ -96,6 +98,15 @@ class Arrays:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def at_most(self, per_class: int, seed: int) -> Arrays:
+        """A random subset with at most `per_class` images of each class."""
+        rng = np.random.default_rng(seed)
+        keep = np.sort(np.concatenate([
+            rng.permutation(np.flatnonzero(self.labels == c))[:per_class]
+            for c in np.unique(self.labels)
+        ])) if len(self) else np.zeros(0, np.int64)
+        return Arrays(self.images[keep], self.labels[keep], [self.shas[i] for i in keep])
 
 
 def split_arrays(
@@ -281,6 +292,7 @@ class Fitted:
     input_ms: float
     step_ms: float
     kept: str | None = None  # lite0: "head" or "fine-tuned"
+    head_seconds: float | None = None  # lite0: embeddings + head
 
 
 def fit_scratch(config: TrainConfig, n: int, train_set: Arrays, val_set: Arrays,
@@ -331,7 +343,8 @@ def fit_pretrained(catalog: Catalog, config: TrainConfig, n: int, train_set: Arr
     seconds = out.embed_seconds + out.head_seconds + out.fine_seconds
     return Fitted(out.model, out.history, out.epochs_run, out.best_epoch, out.stop_reason,
                   seconds, out.input_ms_per_batch,
-                  1000 * out.fine_seconds / max(1, out.epochs_run * steps), out.kept)
+                  1000 * out.fine_seconds / max(1, out.epochs_run * steps), out.kept,
+                  out.embed_seconds + out.head_seconds)
 
 
 def train(
@@ -347,6 +360,10 @@ def train(
     with catalog.session() as session:
         data = build_dataset(session, catalog.store, config.dataset_spec())
     arrays, skipped = split_arrays(data, config.size, progress)
+    decode_seconds = time.monotonic() - started
+    if config.max_per_class is not None:
+        for name in ("train", "val"):
+            arrays[name] = arrays[name].at_most(config.max_per_class, config.seed)
     train_set, val_set = arrays["train"], arrays["val"]
     if len(set(train_set.labels.tolist())) < 2:
         raise NotEnoughClasses("fewer than 2 classes left in the training split after decoding")
@@ -383,6 +400,7 @@ def train(
         val_ece_after=M.ece(M.calibrated(val_probs, temperature), val_set.labels),
         input_ms_per_batch=fitted.input_ms, step_ms_per_batch=fitted.step_ms,
         curves_png=None, activated=False, history=fitted.history, kept=fitted.kept,
+        decode_seconds=decode_seconds, head_seconds=fitted.head_seconds,
     )
     if progress:
         progress(TrainEvent("save"))
@@ -407,6 +425,8 @@ def _metrics(config: TrainConfig, data: Dataset, result: TrainResult) -> dict[st
             "stop_reason": result.stop_reason,
             "kept": result.kept,
             "seconds": round(result.train_seconds, 2),
+            "decode_seconds": round(result.decode_seconds, 2),
+            "head_seconds": None if result.head_seconds is None else round(result.head_seconds, 2),
             "input_ms_per_batch": round(result.input_ms_per_batch, 2),
             "step_ms_per_batch": round(result.step_ms_per_batch, 2),
             "history": result.history,

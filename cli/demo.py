@@ -21,6 +21,7 @@ from catalog.db import Catalog
 from catalog.errors import SlashcatError
 from catalog.models import Model, Store
 from catalog.models_registry import active_model
+from classifier.architectures import DEFAULT_ARCH
 
 DEMO_STORE = "sample-store"
 DEMO_LEVEL = 2  # "Apparel > Topwear": the sample's 8 classes
@@ -65,7 +66,8 @@ OnProgress = Callable[[int, int], None]
 @dataclass(frozen=True)
 class DemoOptions:
     time_budget_min: float = 2.0
-    image_size: int = 64
+    arch: str = DEFAULT_ARCH
+    image_size: int | None = None  # None: the architecture's own (config.TrainConfig.size)
     seed: int = 0
     store_root: Path | None = None  # default: the bundled data/sample-store
 
@@ -189,6 +191,7 @@ def _train(
             return f"reusing model {existing.version} ({existing.architecture})", True
     config = TrainConfig(
         level=DEMO_LEVEL,
+        arch=options.arch,
         image_size=options.image_size,
         time_budget_min=options.time_budget_min,
         seed=options.seed,
@@ -205,10 +208,19 @@ def _train(
         result.plots.append(trained.curves_png)
     summary = (
         f"model {trained.version} ({trained.architecture}, {len(trained.classes)} classes, "
-        f"{trained.epochs_run} epochs in {trained.train_seconds:.0f} s, "
+        f"{_how(trained)} in {trained.train_seconds:.0f} s, "
         f"val accuracy {trained.val_accuracy:.1%})"
     )
     return summary, False
+
+
+def _how(trained: Any) -> str:
+    """What the training did: epochs, or for lite0 which of its two stages it kept."""
+    if trained.kept == "head":
+        return "head on pretrained embeddings"
+    if trained.kept == "fine-tuned":
+        return f"head + {trained.epochs_run} fine-tuning epochs"
+    return f"{trained.epochs_run} epochs"
 
 
 def _evaluate(catalog: Catalog, result: DemoResult) -> str:

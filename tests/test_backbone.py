@@ -256,6 +256,7 @@ def test_lite0_trains_on_cached_embeddings_and_saves_a_self_contained_model(
     assert [e for e in events if e[0] == "embed"] == [("embed", 0, 0)]
     assert second.kept == "head" and second.epochs_run == 0
     assert "no fine-tuning" in second.stop_reason
+    _predicts_from_cached_embeddings(catalog, second)
 
     # the .keras file loads and predicts where neither slashcat nor the weights package exist
     blocked = ("classifier", "catalog", W.PACKAGE)
@@ -274,3 +275,28 @@ def test_lite0_trains_on_cached_embeddings_and_saves_a_self_contained_model(
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=tmp_path, timeout=300)
     assert out.stdout.strip() == "(2, 3) 2.0", out.stderr[-2000:]
+
+
+def _predicts_from_cached_embeddings(catalog: object, trained: object) -> None:
+    """A head-only lite0 model predicts cached images with its head alone, and gets the
+    numbers the whole model gives from the image file (up to the float16 of the cache)."""
+    from sqlalchemy import select
+
+    from catalog.models import Image, Prediction
+    from classifier.pipeline import prepare_file
+    from classifier.predict import Classifier, predict_catalog
+
+    version = trained.version  # type: ignore[attr-defined]
+    report = predict_catalog(catalog, version, scope="all")  # type: ignore[arg-type]
+    sizes = trained.split_sizes  # type: ignore[attr-defined]
+    assert report.cached == sizes["train"] + sizes["val"]
+    assert report.images == sum(sizes.values()) and not report.skipped
+    clf = Classifier.load(catalog, version)  # type: ignore[arg-type]
+    with catalog.session() as session:  # type: ignore[attr-defined]
+        rows = session.execute(
+            select(Image.path, Prediction.confidence).join(Image, Image.id == Prediction.image_id)
+            .where(Prediction.model_id == clf.model_id)).all()
+    store = catalog.store  # type: ignore[attr-defined]
+    images = np.stack([prepare_file(str(store.path(path)), clf.image_size) for path, _c in rows])
+    fresh = clf.probabilities(images).max(axis=1)
+    np.testing.assert_allclose([c for _p, c in rows], fresh, atol=5e-3)

@@ -288,7 +288,7 @@ def test_interrupted_training_registers_nothing(shapes_catalog: Catalog) -> None
             raise KeyboardInterrupt
 
     with pytest.raises(TrainingInterrupted, match="no model was registered"):
-        train(shapes_catalog, TrainConfig(image_size=IMAGE_SIZE, epochs=3), stop)
+        train(shapes_catalog, TrainConfig(arch="compact", image_size=IMAGE_SIZE, epochs=3), stop)
     with shapes_catalog.session() as session:
         assert session.scalar(select(func.count(Model.id))) == 0
     models_dir = shapes_catalog.settings.models_dir

@@ -26,8 +26,8 @@ def test_train_then_use_the_model_from_the_command_line(
         assert victim is not None and victim.path
         shapes_catalog.store.path(victim.path).write_bytes(b"\x89PNG\r\n\x1a\n broken")
 
-    r = cli("train", "--epochs", "2", "--image-size", "32", "--batch-size", "16", "--other",
-            home_dir=home)
+    r = cli("train", "--arch", "compact", "--epochs", "2", "--image-size", "32", "--batch-size",
+            "16", "--other", home_dir=home)
     assert r.exit_code == 0, r.output
     assert "Skipped 1 unreadable images" in r.output
     assert "Merged into Other: Home > Star (5)" in r.output

@@ -17,7 +17,7 @@ from scraper.run import CrawlOptions, crawl
 
 pytestmark = pytest.mark.slow
 
-# The hanging page answers after 4 s; a 1.5 s timeout with one retry gives up on it.
+# The hanging page answers after 10 s; a 1.5 s timeout with one retry gives up on it.
 IMPATIENT = CrawlOptions(autothrottle=False, retry_backoff_s=0.05, download_timeout_s=1.5,
                          retry_times=1)
 

@@ -15,6 +15,8 @@ from catalog.settings import Settings
 
 from helpers.servers import fresh_schema
 
+STORE = Path(__file__).resolve().parents[1] / "data/sample-store"
+
 pytestmark = pytest.mark.slow
 
 
@@ -85,3 +87,35 @@ def test_second_run_reuses_crawl_and_model(demo_home) -> None:
     assert "reusing model" in again
     accuracy = [line for line in first.splitlines() if line.startswith("✓ evaluate")]
     assert accuracy and accuracy[0] in again
+
+
+def test_the_demo_model_is_lite0_and_serves_like_the_library(demo_home, demo_db: str,
+                                                             cli) -> None:  # type: ignore[no-untyped-def]
+    """The default (pretrained) model through `models` and the web app, over real HTTP."""
+    import requests
+
+    from classifier.predict import Classifier
+    from cli.web.app import create_app
+    from cli.web.server import start_in_thread
+
+    home, _out, _again = demo_home
+    db = ["--db", demo_db] if demo_db else []
+    listing = cli(*db, "models", home_dir=home)
+    assert listing.exit_code == 0 and "lite0" in listing.output
+    photo = next((STORE / "images").glob("*.jpg")).read_bytes()
+    cat = open_catalog(Settings.load(home=home, db=demo_db or None, env={}), create=False)
+    running = None
+    try:
+        clf = Classifier.load(cat)
+        expected = clf.classify_bytes(photo, 3)
+        running = start_in_thread(create_app(cat, clf))
+        files = [("files", ("p.jpg", photo, "image/jpeg"))]
+        r = requests.post(running.url + "/api/classify", files=files, timeout=60)
+    finally:
+        if running is not None:
+            running.stop()
+        cat.close()
+    assert r.status_code == 200, r.text
+    got = r.json()["results"][0]["top_k"]
+    assert [g["category"] for g in got] == [c for c, _p in expected]
+    assert [g["confidence"] for g in got] == pytest.approx([p for _c, p in expected], abs=1e-4)

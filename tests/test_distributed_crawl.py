@@ -186,21 +186,23 @@ def test_robots_txt_holds_across_workers(storefront: Any, redis: Any, redis_url:
 
 def test_many_shops_each_its_own_store(storefront: Any, redis: Any, redis_url: str,
                                        tmp_path: Path) -> None:
-    facts = storefront.facts()
     port = storefront.url.rstrip("/").rsplit(":", 1)[1]
     shops = tmp_path / "shops.txt"
     shops.write_text(f"# two names of one server: two stores\nhttp://127.0.0.1:{port}/\n\n"
                      f"http://localhost:{port}/\n")
     for args in ([], ["--redis", redis_url, "--workers", "2"]):
         home = tmp_path / f"home{len(args)}"
-        code, out = finish(slashcat(home, "crawl", "--from-file", str(shops), *args))
+        # A part of each shop is enough to show the stores apart (and keeps the test short).
+        code, out = finish(slashcat(home, "crawl", "--from-file", str(shops),
+                                    "--max-products", "25", *args))
         assert code == 0, out
         with sqlite3.connect(home / "catalog.db") as db:
             per_store = dict(db.execute(
                 "select stores.name, count(*) from products join stores"
                 " on stores.id = products.store_id group by stores.name").fetchall())
-        assert per_store == {f"127.0.0.1:{port}": len(facts.products),
-                             f"localhost:{port}": len(facts.products)}
+        assert set(per_store) == {f"127.0.0.1:{port}", f"localhost:{port}"}
+        # --max-products holds per shop (a few more may be in flight at the stop)
+        assert all(25 <= n <= 50 for n in per_store.values()), per_store
 
 
 def test_redis_down_at_start_is_one_line_without_the_password(tmp_path: Path) -> None:

@@ -27,10 +27,10 @@ MIN_PER_CLASS = typer.Option(TrainConfig.min_per_class, "--min-per-class",
                              help="Leave out classes with fewer images.")
 OTHER = typer.Option(False, "--other", help="Merge the rare classes into 'Other' instead.")
 ARCH = typer.Option(TrainConfig.arch, "--arch", help="lite0 (EfficientNet-Lite0 pretrained on "
-                    "ImageNet), compact, seed (the original CNN), efficientnetb0 or "
-                    "mobilenetv3small (these need --weights).")
+                    "ImageNet, the default), compact (a small CNN from scratch), seed (the "
+                    "original CNN), efficientnetb0 or mobilenetv3small (these need --weights).")
 IMAGE_SIZE = typer.Option(TrainConfig.image_size, "--image-size", help="Side of the square "
-                          "training images, px \\[default: 224 for lite0, 64 otherwise].")
+                          "training images, px \\[default: 160 for lite0, 64 otherwise].")
 EPOCHS = typer.Option(TrainConfig.epochs, "--epochs", help="Most epochs to run.")
 BUDGET = typer.Option(None, "--time-budget", help="Stop training in time to finish within "
                       "this many minutes.")

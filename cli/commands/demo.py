@@ -8,6 +8,7 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
+from classifier.architectures import DEFAULT_ARCH
 from cli.state import AppState, state, user_errors
 
 
@@ -17,7 +18,10 @@ def demo(
     home: Path = typer.Option(None, "--home", help="Home folder for the demo "
                               "\\[default: the global --home, ./slashcat-data]."),
     time_budget: float = typer.Option(2.0, "--time-budget", help="Minutes of training."),
-    image_size: int = typer.Option(64, "--image-size", help="Training image size in pixels."),
+    arch: str = typer.Option(DEFAULT_ARCH, "--arch", help="Architecture to train (see "
+                             "'slashcat train --help')."),
+    image_size: int | None = typer.Option(None, "--image-size", help="Training image size in "
+                                          "pixels \\[default: the architecture's own]."),
 ) -> None:
     """Run the whole job on the bundled sample shop, from crawl to category CSV.
 
@@ -33,7 +37,7 @@ def demo(
         st.settings = Settings.load(home=home, db=st.settings.db or None,
                                     verbose=st.settings.verbose, quiet=st.settings.quiet)
     catalog = st.catalog(create=True)
-    options = DemoOptions(time_budget_min=time_budget, image_size=image_size)
+    options = DemoOptions(time_budget_min=time_budget, arch=arch, image_size=image_size)
     with st.err.status("starting") as status:
 
         def on_stage(stage: str, event: str) -> None:

@@ -128,7 +128,8 @@ def trained_home(shapes_home: Path, tmp_path_factory: pytest.TempPathFactory) ->
     settings = copy_home(shapes_home, tmp_path_factory.mktemp("trained") / "home")
     cat = open_catalog(settings)
     try:
-        result = train(cat, TrainConfig(image_size=IMAGE_SIZE, epochs=6, batch_size=16, seed=1))
+        result = train(cat, TrainConfig(arch="compact", image_size=IMAGE_SIZE, epochs=6,
+                                      batch_size=16, seed=1))
     finally:
         cat.close()
     return Trained(settings, result.version)

@@ -14,8 +14,9 @@ import pytest
 
 from scraper.demoshop import SAMPLE_SHOP, DemoShop, Faults
 
-# Short enough for tests, longer than any sane crawler timeout set by a test (1-2 s).
-TEST_FAULTS = Faults(slow_delay=0.2, slow_every=10, hang_seconds=4.0)
+# The hanging page answers after 10 s: far past the 1-2 s timeouts tests set, even when a busy
+# machine delays the crawler's timer by seconds (the crawl gives up first; nothing waits 10 s).
+TEST_FAULTS = Faults(slow_delay=0.2, slow_every=10, hang_seconds=10.0)
 
 
 @pytest.fixture(scope="session")
