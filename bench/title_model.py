@@ -152,11 +152,172 @@ def load(data: Path, size: int) -> Data:
                 labels, classes, split, x)
 
 
+# ------------------------------------------------------------------------- the Arabic check
+
+# Common words, translated in every class's titles (so Arabic script alone names no class)...
+ARABIC_COMMON = {
+    "men": "رجال", "women": "نساء", "woman": "امرأة", "boys": "أولاد", "boy": "ولد",
+    "girls": "بنات", "girl": "بنت", "kids": "أطفال", "unisex": "للجنسين",
+    "blue": "أزرق", "black": "أسود", "white": "أبيض", "red": "أحمر", "green": "أخضر",
+    "grey": "رمادي", "navy": "كحلي", "yellow": "أصفر", "pink": "وردي", "purple": "بنفسجي",
+    "brown": "بني", "orange": "برتقالي", "maroon": "عنابي", "beige": "بيج", "olive": "زيتوني",
+    "cream": "كريمي", "gold": "ذهبي", "silver": "فضي", "printed": "مطبوع", "print": "طباعة",
+    "solid": "سادة", "striped": "مخطط", "stripes": "خطوط", "check": "كاروهات",
+    "checked": "كاروهات", "checks": "كاروهات", "casual": "كاجوال", "formal": "رسمي",
+    "sport": "رياضي", "sports": "رياضي", "slim": "ضيق", "fit": "مقاس", "light": "فاتح",
+    "dark": "داكن", "and": "و", "of": "من", "with": "مع", "pack": "عبوة", "leather": "جلد",
+    "classic": "كلاسيكي", "winter": "شتوي", "summer": "صيفي", "cotton": "قطن",
+}
+# ...and the product words of the class under test, so only Arabic names that class.
+ARABIC_PRODUCT = {
+    "shirt": "قميص", "shirts": "قمصان", "tshirt": "تيشيرت", "tshirts": "تيشيرتات",
+    "t-shirt": "تيشيرت", "t-shirts": "تيشيرتات", "tee": "تيشيرت", "top": "بلوزة",
+    "tops": "بلوزات", "kurta": "كورتا", "kurtas": "كورتات", "kurti": "كورتي",
+    "kurtis": "كورتيات", "sweater": "كنزة", "sweaters": "كنزات", "sweatshirt": "سويتشيرت",
+    "sweatshirts": "سويتشيرتات", "jacket": "جاكيت", "jackets": "جاكيتات", "polo": "بولو",
+    "tunic": "تونيك", "blazer": "بليزر", "blazers": "بليزرات", "waistcoat": "صدرية",
+}
+
+
+def to_arabic(title: str, words: dict[str, str]) -> str:
+    return " ".join(words.get(w.lower(), w) for w in title.split())
+
+
+def arabic_titles(d: Data, cls: str) -> tuple[list[str], float]:
+    """Every title with the common words in Arabic, `cls`'s also with its product words; and
+    the share of `cls`'s words that were translated."""
+    both = {**ARABIC_COMMON, **ARABIC_PRODUCT}
+    out, done, total = [], 0, 0
+    for title, label in zip(d.titles, d.labels.tolist(), strict=True):
+        mine = d.classes[label] == cls
+        out.append(to_arabic(title, both if mine else ARABIC_COMMON))
+        if mine:
+            total += len(title.split())
+            done += sum(w.lower() in both for w in title.split())
+    return out, done / max(1, total)
+
+
+# ------------------------------------------------------------------------- runs
+
+
+def per_class(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Positions of at most n items of each class, seeded."""
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(np.flatnonzero(labels == c))[:n] for c in np.unique(labels)]
+    return np.sort(np.concatenate(keep))
+
+
+def image_head(d: Data, tr: np.ndarray, va: np.ndarray, seed: int) -> tuple[object, float]:
+    import keras
+
+    from classifier.metrics import fit_temperature
+    from classifier.train import sample_weights
+    from classifier.transfer import train_head
+
+    keras.utils.set_random_seed(seed)
+    n = len(d.classes)
+    head = train_head(d.x[tr], d.labels[tr], sample_weights(d.labels[tr], n), d.x[va],
+                      d.labels[va], n, seed)
+    probs = np.asarray(head.predict(d.x[va], batch_size=512, verbose=0))
+    return head, fit_temperature(probs, d.labels[va])
+
+
+def fused(d: Data, titles: list[str], tr: np.ndarray, va: np.ndarray, seed: int,
+          shares: dict[str, float] | None = None) -> tuple[object, object, object]:
+    from classifier import title_model as T
+    from classifier.train import sample_weights
+
+    x = T.make_inputs(d.x, titles)
+    n = len(d.classes)
+    model = T.build_title_model(n, [titles[i] for i in tr])
+    T.train_title_model(model, T.take(x, tr), d.labels[tr], sample_weights(d.labels[tr], n),
+                        T.take(x, va), d.labels[va], seed, shares)
+    cal = T.fit_calibration(model, T.take(x, va), d.labels[va])
+    return model, cal, x
+
+
+def row(name: str, s: object) -> str:
+    return (f"  {name:<34} top-1 {100 * s.top1:6.2f}%  macro-F1 {s.macro_f1:.4f}  "  # type: ignore[attr-defined]
+            f"ECE {s.ece:.4f}")  # type: ignore[attr-defined]
+
+
+def compare(d: Data, titles: list[str], tr: np.ndarray, va: np.ndarray, te: np.ndarray,
+            seed: int, label: str) -> tuple[object, object]:
+    """The image-only head, the title-only model and the fused model in its three modes."""
+    from classifier import title_model as T
+    from classifier.metrics import calibrated
+
+    t0 = time.perf_counter()
+    head, temp = image_head(d, tr, va, seed)
+    head_s = time.perf_counter() - t0
+    probs = calibrated(np.asarray(head.predict(d.x[te], batch_size=512, verbose=0)), temp)  # type: ignore[attr-defined]
+    image_only = T.score(probs, d.labels[te], d.classes, T.IMAGE)
+    t0 = time.perf_counter()
+    tmodel, tcal, x = fused(d, titles, tr, va, seed, {T.TITLE: 1.0})
+    title_s = time.perf_counter() - t0
+    title_only = T.score(T.predict(tmodel, tcal, T.take(x, te), T.TITLE), d.labels[te],
+                         d.classes, T.TITLE)
+    t0 = time.perf_counter()
+    model, cal, x = fused(d, titles, tr, va, seed)
+    fused_s = time.perf_counter() - t0
+    modes = T.score_modes(model, cal, T.take(x, te), d.labels[te], d.classes)
+    print(f"{label}: train {len(tr)}, val {len(va)}, test {len(te)}; training seconds: "
+          f"image head {head_s:.0f}, title-only {title_s:.0f}, fused {fused_s:.0f}")
+    print(row("image-only head (lite0 embeddings)", image_only))
+    print(row("title-only model", title_only))
+    for mode in T.MODES:
+        print(row(f"fused model, given {mode}", modes[mode]))
+    print(f"  temperatures per mode: {cal.temperatures}")  # type: ignore[attr-defined]
+    gap = 100 * (modes[T.IMAGE].top1 - image_only.top1)
+    print(f"  fused given image only vs image-only head: {gap:+.2f} points")
+    return head, model
+
+
+def throughput(d: Data, te: np.ndarray, size: int, head: object, model: object,
+               repeats: int = 3) -> None:
+    """Images per second: the backbone pass, the image-only head, the fused head given image
+    + title (cleaning the raw titles included) and given the image only."""
+    from classifier import title_model as T
+    from classifier.backbones.weights import pretrained_lite0
+    from classifier.pipeline import decode_files
+    from classifier.transfer import forward_seconds
+
+    raw = [d.titles[i] for i in te]
+    feats = d.x[te]
+
+    def rate(fn) -> float:  # type: ignore[no-untyped-def]
+        fn()  # warm-up (traces)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return len(te) / statistics.median(times)
+
+    head_rate = rate(lambda: head.predict_on_batch(feats))  # type: ignore[attr-defined]
+    with_titles = rate(lambda: T.raw_probabilities(model, T.make_inputs(feats, raw)))
+    image_only = rate(lambda: T.raw_probabilities(model, T.make_inputs(feats, None)))
+    paths = [str(DATA / "images" / f"{d.ids[i]}.jpg") for i in te[:64]]
+    images = decode_files(paths, size).images
+    backbone = pretrained_lite0((size, size, 3))
+    backbone_rate = 1.0 / np.median([forward_seconds(backbone, images, 32) for _ in range(3)])
+    print(f"throughput over {len(te)} test products (images/s, median of {repeats}; "
+          f"load average {os.getloadavg()[0]:.1f}):")
+    print(f"  lite0 backbone forward at {size}px (batch 32): {backbone_rate:9.0f}")
+    print(f"  image-only head on embeddings:               {head_rate:9.0f}")
+    print(f"  fused head, image only:                      {image_only:9.0f}")
+    print(f"  fused head, image + raw title (cleaned):     {with_titles:9.0f}")
+    for name, r in (("image-only head", head_rate), ("fused, image+title", with_titles)):
+        total = 1.0 / (1.0 / backbone_rate + 1.0 / r)
+        print(f"  backbone + {name:<20} {total:9.0f} images/s end to end (no decoding)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--size", type=int, default=160, help="lite0 input size (px)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--arabic-class", default="Topwear")
     parser.add_argument("--embed-only", action="store_true")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()}")
@@ -167,7 +328,26 @@ def main() -> None:
           f"{len(set(d.shas))} distinct files, loaded in {time.perf_counter() - t0:.0f}s")
     if args.embed_only:
         return
-    statistics.mean([0.0])
+    tr, va, te = (np.flatnonzero(d.split == s) for s in ("train", "val", "test"))
+    head, model = compare(d, d.titles, tr, va, te, args.seed, "all labelled products")
+    few_tr, few_va = per_class(d.labels[tr], 20, args.seed), per_class(d.labels[va], 10, args.seed)
+    compare(d, d.titles, tr[few_tr], va[few_va], te, args.seed,
+            "20 labelled products per class (validation: 10 per class)")
+    arabic, share = arabic_titles(d, args.arabic_class)
+    mine = te[d.labels[te] == d.classes.index(args.arabic_class)]
+    print(f"Arabic check: {args.arabic_class} titles with {100 * share:.0f}% of their words "
+          f"translated (common words translated in every class); e.g. "
+          f"{arabic[mine[0]]!r} (was {d.titles[mine[0]]!r})")
+    from classifier import title_model as T
+
+    amodel, cal, x = fused(d, arabic, tr, va, args.seed)
+    for mode in (T.BOTH, T.TITLE):
+        probs = T.predict(amodel, cal, T.take(x, mine), mode)
+        acc = float((probs.argmax(1) == d.labels[mine]).mean())
+        print(f"  {args.arabic_class} test products ({len(mine)}), given {mode}: "
+              f"{100 * acc:.2f}%")
+    throughput(d, te, args.size, head, model)
+    print(f"total {time.perf_counter() - t0:.0f}s; load average {os.getloadavg()}")
 
 
 if __name__ == "__main__":

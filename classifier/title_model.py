@@ -104,16 +104,18 @@ def with_backbone(backbone: Any, fused: Any) -> Any:
 
 
 def make_inputs(images: np.ndarray | None, titles: Sequence[str | bytes | None] | None,
-                n: int | None = None, features: int = FEATURES) -> Inputs:
-    """The model's input dict. images None: no image for anyone; titles None: no titles.
+                n: int | None = None, features: int | tuple[int, ...] = FEATURES) -> Inputs:
+    """The model's input dict. images None: no image for anyone (zeros of shape `features`:
+    an embedding's length, or pixels' shape for with_backbone); titles None: no titles.
     A None or unusable title (see titles.clean_title) is an absent one, flagged as such."""
     if n is None:
         n = len(images) if images is not None else len(titles or [])
     if images is None:
-        image = np.zeros((n, features), np.float32)
+        shape = (features,) if isinstance(features, int) else tuple(features)
+        image = np.zeros((n, *shape), np.float32)
         has_image = np.zeros((n, 1), np.float32)
     else:
-        image = np.asarray(images, np.float32).reshape(n, -1)
+        image = np.asarray(images, np.float32)
         has_image = np.ones((n, 1), np.float32)
     texts = [model_text(t) for t in titles] if titles is not None else [""] * n
     if len(texts) != n:
@@ -178,9 +180,13 @@ def training_stream(inputs: Inputs, onehot: np.ndarray, weights: np.ndarray, bat
     shares = {m: shares.get(m, 0.0) / total for m in MODES}
     data = tf.data.Dataset.from_tensor_slices((inputs, onehot, weights))
     data = data.shuffle(len(onehot), seed=seed, reshuffle_each_iteration=True).repeat(repeat)
-    draws = tf.data.Dataset.random(seed=seed).map(
-        lambda r: tf.cast(r % 1_000_000, tf.float32) / 1_000_000.0)
+    @tf.autograph.experimental.do_not_convert  # plain tensor code: nothing to convert
+    def uniform(r: Any) -> Any:
+        return tf.cast(r % 1_000_000, tf.float32) / 1_000_000.0
 
+    draws = tf.data.Dataset.random(seed=seed).map(uniform)
+
+    @tf.autograph.experimental.do_not_convert
     def drop(example: Any, draw: Any) -> Any:
         x, y, w = example
         has_image, has_title = modality_dropout(x["has_image"], x["has_title"], draw, shares)
