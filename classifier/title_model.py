@@ -41,6 +41,7 @@ CHAR_TOKENS = 20_000
 WORD_TOKENS = 10_000
 TEXT_UNITS = 128
 DROPOUT = 0.2
+VAL_ROWS = 500  # validation products for early stopping (each shown in the three modes)
 MODE_SHARES = {BOTH: 0.5, IMAGE: 0.25, TITLE: 0.25}  # modality dropout during training
 
 Inputs = dict[str, np.ndarray]
@@ -205,7 +206,8 @@ def train_title_model(model: Any, train: Inputs, train_y: np.ndarray, weights: n
                       val: Inputs, val_y: np.ndarray, seed: int = 0,
                       shares: dict[str, float] | None = None, epochs: int | None = None) -> Any:
     """Fit `model` with modality dropout; early stopping on the validation loss over all
-    three modes, so no mode is sacrificed. The schedule is the embedding head's (transfer)."""
+    three modes (at most VAL_ROWS products), so no mode is sacrificed. The schedule is the
+    embedding head's (classifier.transfer)."""
     import keras
 
     from classifier.transfer import HEAD_BATCH, HEAD_EPOCHS, HEAD_LR, HEAD_PATIENCE, HEAD_STEPS
@@ -219,6 +221,9 @@ def train_title_model(model: Any, train: Inputs, train_y: np.ndarray, weights: n
     repeat = max(1, math.ceil(HEAD_STEPS / math.ceil(len(train_y) / HEAD_BATCH)))
     stream = training_stream(train, eye[train_y], weights, HEAD_BATCH, repeat, seed,
                              shares or MODE_SHARES)
+    if len(val_y) > VAL_ROWS:  # each epoch validates three times over: keep it short
+        rows = np.random.default_rng(seed).permutation(len(val_y))[:VAL_ROWS]
+        val, val_y = take(val, np.sort(rows)), val_y[np.sort(rows)]
     val_x, val_labels = all_modes(val, val_y)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=HEAD_PATIENCE,
                                          restore_best_weights=True)

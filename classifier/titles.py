@@ -77,6 +77,19 @@ def _cut(line: str, limit: int) -> str:
     return head[:space] if space >= limit * 0.8 else head
 
 
+def with_brand(title: str | None, brand: str | None) -> str | None:
+    """The title with the brand in front when the title does not already name it (shops
+    often leave it out); what the model reads for a product with both."""
+    title, brand = clean_title(title), clean_title(brand)
+    if not brand:
+        return title
+    if not title:
+        return brand
+    if brand.casefold() in title.casefold():
+        return title
+    return clean_title(f"{brand} {title}")
+
+
 def model_text(title: str | bytes | None) -> str:
     """What the model reads: the cleaned title case-folded (any script), "" for no title."""
     clean = clean_title(title)

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from classifier.titles import MAX_CHARS, clean_title, model_text
+from classifier.titles import MAX_CHARS, clean_title, model_text, with_brand
 
 
 @pytest.mark.parametrize("raw", [None, "", "   ", "\t\n \u00a0 \r\n", b"", "<br/>", "&nbsp;"])
@@ -75,3 +75,11 @@ def test_arabic_right_to_left() -> None:
 def test_unicode_forms_are_unified() -> None:
     assert clean_title("ＮＩＫＥ\u00a0Shoes") == "NIKE Shoes"
     assert model_text("ÉTÉ Straße") == "été strasse"
+
+
+def test_brand_joins_the_title_once() -> None:
+    assert with_brand("Men Blue Running Shoes", "Nike") == "Nike Men Blue Running Shoes"
+    assert with_brand("Nike Men Blue Running Shoes", "NIKE") == "Nike Men Blue Running Shoes"
+    assert with_brand(None, " Puma ") == "Puma"
+    assert with_brand("Tan Belt", "   ") == "Tan Belt"
+    assert with_brand(None, None) is None
