@@ -11,8 +11,10 @@ training titles (the vocabularies are saved inside the .keras file): character 2
 (any script, robust to typos, new words and brand spellings) and word tokens, multi-hot,
 then one small dense layer. Each branch is multiplied by its presence flag, and the flags
 themselves join the concatenation, so the softmax adds up one linear image term, one text
-term and a bias per input mode. Training drops a modality at random (`modality dropout`),
-so one model serves image+title, image only and title only.
+term and a bias per input mode; a modality shown alone adds a second term of its own (the
+weights that best combine with a title are not the best without one). Training drops a
+modality at random (`modality dropout`), so one model serves image+title, image only and
+title only.
 
 Only stock Keras layers: a saved model loads with `keras.saving.load_model` alone.
 Confidence is calibrated per input mode (ModeCalibration): one temperature each, fitted on
@@ -80,7 +82,14 @@ def build_title_model(n_classes: int, titles: Sequence[str | None],
     x_txt = layers.Dense(text_units, activation="relu", name="title_dense")(x_txt)
     x_txt = layers.Dropout(DROPOUT, name="title_dropout")(x_txt)
     x_txt = layers.Multiply(name="title_present")([x_txt, has_title])
-    fused = layers.Concatenate(name="fused")([x_img, x_txt, has_image, has_title])
+    # each modality also gets a term of its own when it is alone: with a title, the picture's
+    # weights learn to add to the title's; without, they must carry the product by themselves
+    img_alone = layers.Subtract(name="image_alone")(
+        [x_img, layers.Multiply(name="image_with_title")([x_img, has_title])])
+    txt_alone = layers.Subtract(name="title_alone")(
+        [x_txt, layers.Multiply(name="title_with_image")([x_txt, has_image])])
+    fused = layers.Concatenate(name="fused")(
+        [x_img, x_txt, img_alone, txt_alone, has_image, has_title])
     outputs = layers.Dense(n_classes, activation="softmax", name="classes")(fused)
     inputs = {"image": image, "title": title, "has_image": has_image, "has_title": has_title}
     return keras.Model(inputs, outputs, name=NAME)
