@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test crash-test lint typecheck bench clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "slashcat needs Python 3.11+"' \
@@ -24,6 +24,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+# SIGKILL at many seeded moments of crawl, import and train; checks nothing is lost (slow).
+crash-test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m crash
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -171,7 +171,7 @@ def small_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoShop]:
         yield shop
 
 
-@pytest.mark.slow
+@pytest.mark.crash
 def test_crawl_survives_kills(tmp_path: Path, small_shop: DemoShop) -> None:
     args = ["crawl", small_shop.url, "--store-name", "demo", "--resume"]
     tally = run_harness(tmp_path, "crawl", args, lambda home: None, KILLS)
@@ -179,7 +179,7 @@ def test_crawl_survives_kills(tmp_path: Path, small_shop: DemoShop) -> None:
     assert tally.violations == [], "\n".join(tally.violations)
 
 
-@pytest.mark.slow
+@pytest.mark.crash
 def test_import_survives_kills(tmp_path: Path) -> None:
     photos = make_folder(tmp_path / "photos", 240, categories=("Shoes", "Bags", "Tops > Tees"))
     args = ["import", str(photos), "--store-name", "photos", "--workers", "2"]
@@ -206,7 +206,7 @@ def _models(home: Path) -> dict[str, int]:
     return {"models made": min(count(home, "models"), 1)}
 
 
-@pytest.mark.slow
+@pytest.mark.crash
 def test_train_survives_kills(tmp_path: Path) -> None:
     args = ["train", "--arch", "compact", "--image-size", "32", "--epochs", "1",
             "--batch-size", "8", "--min-per-class", "4"]
