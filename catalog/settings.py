@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 CONFIG_NAME = "slashcat.toml"
 ENV_PREFIX = "SLASHCAT_"
+# Read where they are used, not settings of a home: the converted backbone weights' cache.
+OTHER_ENV = {"SLASHCAT_CACHE_DIR"}
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    names = {key[len(ENV_PREFIX):].lower(): key for key in env if key.startswith(ENV_PREFIX)}
+    names = {key[len(ENV_PREFIX):].lower(): key for key in env
+             if key.startswith(ENV_PREFIX) and key not in OTHER_ENV}
     _check_known(names, "the environment", lambda name: ENV_PREFIX + name.upper())
     return {name: env[key] for name, key in names.items() if name != "home"}
 

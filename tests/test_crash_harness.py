@@ -34,8 +34,8 @@ from test_reliability import (
 
 from scraper.demoshop import SAMPLE_SHOP, DemoShop
 
-SEED = int(os.environ.get("SLASHCAT_CRASH_SEED", "18"))
-KILLS = int(os.environ.get("SLASHCAT_CRASH_KILLS", "20"))
+SEED = int(os.environ.get("TEST_SLASHCAT_CRASH_SEED", "18"))
+KILLS = int(os.environ.get("TEST_SLASHCAT_CRASH_KILLS", "20"))
 CHAIN = 10  # kills per fresh home
 SHOP_PRODUCTS = 24
 TEMP_PREFIX = ".tmp-"
@@ -210,6 +210,6 @@ def _models(home: Path) -> dict[str, int]:
 def test_train_survives_kills(tmp_path: Path) -> None:
     args = ["train", "--arch", "compact", "--image-size", "32", "--epochs", "1",
             "--batch-size", "8", "--min-per-class", "4"]
-    kills = int(os.environ.get("SLASHCAT_CRASH_TRAIN_KILLS", "5"))
+    kills = int(os.environ.get("TEST_SLASHCAT_CRASH_TRAIN_KILLS", "5"))
     tally = run_harness(tmp_path, "train", args, _labelled_home, kills, _models)
     assert tally.violations == [], "\n".join(tally.violations)

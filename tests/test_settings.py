@@ -45,6 +45,11 @@ def test_a_misspelt_environment_name_is_an_error_naming_it(tmp_path: Path) -> No
         Settings.load(home=tmp_path, env={"SLASHCAT_MAX_PIXEL": "5"})
 
 
+def test_the_weights_cache_variable_is_not_taken_for_a_misspelt_setting(tmp_path: Path) -> None:
+    s = Settings.load(home=tmp_path, env={"SLASHCAT_CACHE_DIR": str(tmp_path / "cache")})
+    assert s.home == tmp_path
+
+
 def test_the_cli_reports_a_misspelt_key_as_one_line(tmp_path: Path, cli) -> None:
     home = tmp_path / "home"
     home.mkdir()

@@ -1,6 +1,6 @@
 """Real PostgreSQL and Redis servers for tests.
 
-Each server comes from, in order: the URL in SLASHCAT_TEST_POSTGRES_URL / SLASHCAT_TEST_REDIS_URL
+Each server comes from, in order: the URL in TEST_SLASHCAT_POSTGRES_URL / TEST_SLASHCAT_REDIS_URL
 (CI starts the servers and exports them); a throwaway server started here in a temporary folder
 when Debian's binaries are installed (`apt-get install postgresql redis-server`); otherwise the
 tests that need it are skipped with one line, except when CI is set, where they fail.
@@ -30,8 +30,8 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-PG_ENV = "SLASHCAT_TEST_POSTGRES_URL"
-REDIS_ENV = "SLASHCAT_TEST_REDIS_URL"
+PG_ENV = "TEST_SLASHCAT_POSTGRES_URL"
+REDIS_ENV = "TEST_SLASHCAT_REDIS_URL"
 
 
 def unavailable(reason: str) -> None:
