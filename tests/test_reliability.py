@@ -79,7 +79,13 @@ def test_doctor_fix_during_import_deletes_nothing(tmp_path: Path) -> None:
     assert slashcat(home, "init").returncode == 0
     importing = start(home, "import", str(photos), "--workers", "2")
     wait_for(lambda: len(image_files(home)) > 20)
-    fixed = slashcat(home, "doctor", "--fix")
+    # Pause the import (as a busy machine would) so doctor surely runs while it holds its
+    # lock and has files without rows; on a fast machine it could otherwise finish first.
+    os.kill(importing.pid, signal.SIGSTOP)
+    try:
+        fixed = slashcat(home, "doctor", "--fix")
+    finally:
+        os.kill(importing.pid, signal.SIGCONT)
     assert_no_traceback(output(fixed))
     assert "in flight and left alone" in output(fixed)  # it did run alongside the import
     assert importing.wait(240) == 0, importing.stdout.read() if importing.stdout else ""
