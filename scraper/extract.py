@@ -61,6 +61,7 @@ from scraper.extraction.visible import (
     cart_buttons,
     labelled_id,
     main_heading,
+    priced_heading,
     visible_brand,
     visible_breadcrumb,
     visible_title,
@@ -199,6 +200,8 @@ def is_product_page(doc: Any, found: list[ProductData], jsonld: list[dict[str, A
         return False  # a listing of product cards
     if found:
         return True
+    if priced_heading(doc):  # a classified ad: no cart, its price inside its heading
+        return shown_price()[0] is not None
     if og_type in {"article", "blog"}:
         return False
     if main_heading(doc) is None:

@@ -176,3 +176,13 @@ def test_product_group_keeps_all_variant_images() -> None:
     assert p is not None and p.external_id == "T1" and p.price == 15.0
     assert p.image_urls[:3] == ["https://shop.example/tee.jpg", "https://shop.example/tee-red.jpg",
                                 "https://shop.example/tee-blue.jpg"]
+
+
+def test_classified_ad_with_price_in_heading_is_a_product() -> None:
+    # No markup, no cart, og:type=article: the price inside the page heading says "one item
+    # for sale" (classified ads, marketplace listings).
+    p = extract_product(read("classified_ad.html"), URL)
+    assert p is not None
+    assert p.title == "Oak bookshelf, 5 shelves"
+    assert p.price == 120.0
+    assert p.image_urls[0] == "https://ads.example/img/oak-shelf-600x450.jpg"

@@ -43,6 +43,24 @@ def main_heading(doc: Any) -> str | None:
     return None
 
 
+def priced_heading(doc: Any) -> bool:
+    """A page heading (h1/h2 outside header, nav, footer, aside) that carries its own price
+    element: how classified ads and marketplace listings without a cart show one item for
+    sale ("Cue Stick Rack - <span class=price>$225</span>"). A blog or home heading has none."""
+    from scraper.extraction.price import read_price
+
+    for heading in doc.xpath("//body//h1 | //body//h2"):
+        if any(a.tag in {"header", "nav", "footer", "aside"} for a in heading.iterancestors()):
+            continue
+        for element in heading.xpath('.//*[contains(translate(@class, "PRICE", "price"), '
+                                     '"price") or contains(translate(@id, "PRICE", "price"), '
+                                     '"price")]'):
+            text = " ".join(element.text_content().split())
+            if len(text) <= 30 and read_price(text)[0] is not None:
+                return True
+    return False
+
+
 def heading_text(h1: Any) -> str:
     """The heading's words without the prices some shops put inside it."""
     parts = [h1.text or ""]
