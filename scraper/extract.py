@@ -59,6 +59,7 @@ from scraper.extraction.structured import (  # noqa: F401  (re-exported: one imp
 from scraper.extraction.visible import (
     availability,
     cart_buttons,
+    fuller_title,
     labelled_id,
     main_heading,
     priced_heading,
@@ -151,6 +152,10 @@ def extract_product_from(doc: Any, base: str, url: str, jsonld: list[dict[str, A
     if readings[0] is None:  # no JSON-LD product, but its breadcrumb still outranks the rest
         data.category_path = jsonld_breadcrumb(jsonld, data.title) or data.category_path
     fill_from_page(doc, data, skip, shown_price)
+    fuller = fuller_title(doc, data.title)
+    if fuller:
+        data.title = fuller
+        data.field_sources["title"] = "title"
     data.image_urls = absolute_unique([u for u in data.image_urls if not junk_url(u)],
                                       base)[:MAX_IMAGES]
     return data

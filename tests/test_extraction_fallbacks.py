@@ -186,3 +186,32 @@ def test_classified_ad_with_price_in_heading_is_a_product() -> None:
     assert p.title == "Oak bookshelf, 5 shelves"
     assert p.price == 120.0
     assert p.image_urls[0] == "https://ads.example/img/oak-shelf-600x450.jpg"
+
+
+def product_with_titles(name: str, page_title: str, h1: str = "") -> str:
+    return f"""<html><head><title>{page_title}</title>
+<script type="application/ld+json">{{"@context": "https://schema.org", "@type": "Product",
+ "name": "{name}", "image": "https://shop.example/img/box.jpg",
+ "offers": {{"@type": "Offer", "price": "51.95", "priceCurrency": "USD"}}}}</script>
+</head><body><h1>{h1 or name}</h1></body></html>"""
+
+
+@pytest.mark.parametrize(("name", "page_title", "h1", "title"), [
+    # the page title names the product more fully (size dropped from the markup)
+    ("Gold Gift Box, Ivory Ribbon", "Gold Gift Box 36 pc, Ivory Ribbon | Chocolatier",
+     "", "Gold Gift Box 36 pc, Ivory Ribbon"),
+    # the heading's lead-in is not part of the name
+    ("Details about Electric Massage Chair Recliner", "Electric Massage Chair Recliner | Mart",
+     '<span class="hdn">Details about</span> Electric Massage Chair Recliner',
+     "Electric Massage Chair Recliner"),
+    # a visible lead-in is part of the name
+    ("Amazing Self-Siphoning Goo", "Self-Siphoning Goo - Science Store", "",
+     "Amazing Self-Siphoning Goo"),
+    # an SEO title that does not start like the name, or lacks its words, does not win
+    ("Linen Apron Sage", "Buy Linen Apron Sage online | Shop", "", "Linen Apron Sage"),
+    ("Linen Apron Sage", "Linen Apron | Shop", "", "Linen Apron Sage"),
+])
+def test_page_title_fuller_than_markup_name(name: str, page_title: str, h1: str,
+                                           title: str) -> None:
+    p = extract_product(product_with_titles(name, page_title, h1), URL)
+    assert p is not None and p.title == title

@@ -80,6 +80,42 @@ def title_without_shop(title: str, site_name: str | None) -> str:
     return max(parts, key=len) if parts else title
 
 
+def fuller_title(doc: Any, name: str | None) -> str | None:
+    """The <title> minus the shop's name when it names the same product more fully than the
+    markup or heading does: it holds every word of `name` and starts alike (markup names often
+    drop the size or material: "Gold Gift Box" vs "Gold Gift Box 36 pc"; with the same words
+    the shop's own page title wins), or it is `name` without a short lead-in hidden from the
+    eye ("Details about ..."). None when `name` should stay."""
+    title = first_text(doc, "//title")
+    if not name or not title:
+        return None
+    part = title_without_shop(title, first_text(doc, '//meta[@property="og:site_name"]/@content'))
+    have, want = re.findall(r"\w+", part.casefold()), re.findall(r"\w+", name.casefold())
+    if not have or not want or have == want:
+        return None
+    fuller = len(want) <= len(have) <= 3 * len(want) + 3
+    if have[0] == want[0] and set(want) <= set(have) and fuller:
+        return part
+    lead = len(want) - len(have)
+    if 1 <= lead <= 3 and want[lead:] == have and len(have) >= 3 and hidden_lead_in(doc):
+        return part
+    return None
+
+
+HIDDEN = re.compile(r"hdn|hidden|sr-only|visually-hidden|screen-reader|display:\s*none", re.I)
+
+
+def hidden_lead_in(doc: Any) -> bool:
+    """The <h1> starts with words hidden from the eye (`<span class="g-hdn">Details about`,
+    `sr-only`): text for screen readers, not part of the product's name."""
+    for h1 in doc.xpath("//body//h1"):
+        first = next((c for c in h1 if isinstance(c.tag, str)), None)
+        if first is not None and not (h1.text or "").strip() and HIDDEN.search(
+                f"{first.get('class') or ''} {first.get('style') or ''}"):
+            return True
+    return False
+
+
 def visible_title(doc: Any) -> tuple[str | None, str | None]:
     """(title, source): the main <h1>, og:title, twitter:title, then <title> minus the shop."""
     heading = main_heading(doc)
