@@ -37,7 +37,7 @@ from scraper.extraction.platforms import (  # noqa: F401  (shopify_products re-e
     platform_product,
     shopify_products,
 )
-from scraper.extraction.price import visible_price
+from scraper.extraction.price import shown_over_marked, visible_price
 from scraper.extraction.structured import (  # noqa: F401  (re-exported: one import for callers)
     PRODUCT_TYPES,
     by_id,
@@ -152,6 +152,11 @@ def extract_product_from(doc: Any, base: str, url: str, jsonld: list[dict[str, A
     if readings[0] is None:  # no JSON-LD product, but its breadcrumb still outranks the rest
         data.category_path = jsonld_breadcrumb(jsonld, data.title) or data.category_path
     fill_from_page(doc, data, skip, shown_price)
+    if data.field_sources.get("price") in {"jsonld", "microdata", "rdfa"}:
+        shown = shown_over_marked(doc, skip)
+        if shown:
+            data.price, data.currency = shown[0], shown[1] or data.currency
+            data.field_sources["price"] = "visible"
     fuller = fuller_title(doc, data.title)
     if fuller:
         data.title = fuller

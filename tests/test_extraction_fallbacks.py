@@ -215,3 +215,27 @@ def test_page_title_fuller_than_markup_name(name: str, page_title: str, h1: str,
                                            title: str) -> None:
     p = extract_product(product_with_titles(name, page_title, h1), URL)
     assert p is not None and p.title == title
+
+
+def test_sale_price_over_standard_price_in_the_same_offer() -> None:
+    html = """<html><body><div itemscope itemtype="http://schema.org/Product">
+<h1 itemprop="name">Merino Cardigan</h1><img itemprop="image" src="/c.jpg">
+<div itemprop="offers" itemscope itemtype="http://schema.org/Offer">
+<span class="price-standard" itemprop="priceCurrency" content="USD">$</span>
+<span class="price-standard" itemprop="price">39.90</span>
+<span class="price-sales" itemprop="priceCurrency" content="USD">$</span>
+<span class="price-sales" itemprop="price">19.90</span></div></div></body></html>"""
+    p = extract_product(html, URL)
+    assert p is not None and p.price == 19.9 and p.field_sources["price"] == "visible"
+
+
+def test_shown_price_over_a_stale_meta_price_inside_it() -> None:
+    html = """<html><head><script type="application/ld+json">{"@type": "Product",
+ "name": "Soba Tee", "image": "/t.jpg", "offers": {"price": "25.00", "priceCurrency": "USD"}}
+</script></head><body><h1>Soba Tee</h1><span id="listing-price">$28.50
+<meta itemprop="price" content="25.00"></span></body></html>"""
+    p = extract_product(html, URL)
+    assert p is not None and p.price == 28.5
+    # agreeing markup is kept as it is
+    p = extract_product(html.replace("$28.50", "$25.00"), URL)
+    assert p is not None and p.price == 25.0 and p.field_sources["price"] == "jsonld"

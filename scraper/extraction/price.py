@@ -78,6 +78,42 @@ def visible_price(doc: Any, skip: Any) -> tuple[float | None, str | None]:
     return amount, currency
 
 
+STANDARD_CLASS = re.compile(r"standard|regular|list|was|old|original|compare|strike", re.I)
+
+
+def shown_over_marked(doc: Any, skip: Any) -> tuple[float, str | None] | None:
+    """The price a shopper sees when the page's itemprop=price markup says otherwise: a hidden
+    <meta itemprop=price> inside a price element whose text shows another amount (the text is
+    what is charged; the meta goes stale), or several itemprop=price values of which one is
+    classed as the sale price and the others as the standard (list) price. None when the
+    markup is unambiguous."""
+    marked = [e for e in doc.xpath('//*[@itemprop="price"]') if not skip(e)]
+    for element in marked:
+        parent = element.getparent()
+        if element.tag != "meta" or parent is None or not PRICE_CLASS.search(
+                f"{parent.get('class') or ''} {parent.get('id') or ''}"):
+            continue
+        said, _ = read_price(element.get("content"))
+        text = element_text(parent)
+        shown, currency = read_price(text) if len(text) <= 40 and CURRENCY.search(text) else (
+            None, None)
+        if said is not None and shown is not None and abs(said - shown) > 0.005:
+            return shown, currency or page_currency(doc)
+    readings = []
+    for element in marked:
+        amount, currency = read_price(element.get("content") or element_text(element))
+        if amount is not None:
+            readings.append((element.get("class") or "", amount, currency))
+    if len({amount for _c, amount, _cur in readings}) < 2:
+        return None
+    sale = [(a, c) for marks, a, c in readings
+            if SALE_CLASS.search(marks) and not STANDARD_CLASS.search(marks)]
+    standard = [r for r in readings if STANDARD_CLASS.search(r[0])]
+    if len(sale) == 1 and standard:
+        return sale[0][0], sale[0][1] or page_currency(doc)
+    return None
+
+
 def page_currency(doc: Any) -> str | None:
     code = doc.xpath('string(//*[@itemprop="priceCurrency"]/@content)').strip()
     return code.upper() if re.fullmatch(r"[A-Za-z]{3}", code) else None
