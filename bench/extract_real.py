@@ -347,10 +347,38 @@ def score_listings(data: Path, tally: Tally, verbose: bool) -> int:
     return len(rows)
 
 
+def demoshop_cpu(products: int) -> tuple[float, float]:
+    """(median CPU ms/page of extract_page, share of pages with a product) on the local demo
+    shop's product pages (JSON-LD or microdata), rendered in-process from the fashion photos'
+    products.csv."""
+    import tempfile
+
+    from scraper.demoshop import build_shop
+    from scraper.demoshop.pages import ShopPages
+    from scraper.extract import extract_page
+
+    source = ROOT.parent / "shared" / "datasets" / "fashion-products"
+    with tempfile.TemporaryDirectory(prefix="slashcat-extract-") as work:
+        manifest = build_shop(source, Path(work) / "store", limit=products)
+        shop = ShopPages(Path(work) / "store", manifest, "http://127.0.0.1:8000")
+        seconds, found = [], 0
+        for p in shop.products:
+            url = shop.base + shop.product_url(p)
+            body = shop.product_page(p).encode()
+            started = time.process_time()
+            page = extract_page(body, url)
+            seconds.append(time.process_time() - started)
+            found += page.product is not None
+    return 1000 * statistics.median(seconds), found / len(seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--demoshop", type=int, default=300, metavar="N",
+                        help="also time extraction on N product pages of the local demo shop "
+                             "(0: skip)")
     args = parser.parse_args()
     readers = {"slashcat": slashcat_answer, "extruct": extruct_answer}
     tallies = {name: Tally() for name in readers}
@@ -373,6 +401,10 @@ def main() -> None:
     for name in ("next page", "listing not a product"):
         print(f"{name:22} {listing.figure(name):>14}")
     print(f"{'CPU ms/page (median)':22} {1000 * statistics.median(listing.seconds):>14.1f}")
+    if args.demoshop:
+        ms, share = demoshop_cpu(args.demoshop)
+        print(f"\nDemo shop product pages: {args.demoshop} (structured data complete)")
+        print(f"{'CPU ms/page (median)':22} {ms:>14.2f}   product found {100 * share:.1f}%")
     print("\nslashcat misses:")
     for name, pages_missed in {**tallies["slashcat"].misses, **listing.misses}.items():
         print(f"  {name}: {', '.join(pages_missed)}")

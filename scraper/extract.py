@@ -56,6 +56,7 @@ from scraper.extraction.structured import (  # noqa: F401  (re-exported: one imp
     text_of,
     types_of,
 )
+from scraper.extraction.urls import absolute
 from scraper.extraction.visible import (
     availability,
     cart_buttons,
@@ -230,7 +231,7 @@ def first_meta(doc: Any, key: str) -> str:
 def absolute_unique(urls: Iterable[str], base: str) -> list[str]:
     seen: dict[str, None] = {}
     for u in urls:
-        full = urldefrag(urljoin(base, u.strip()))[0]
+        full = absolute(base, u.strip())
         if full.startswith(("http://", "https://")):
             seen.setdefault(full, None)
     return list(seen)

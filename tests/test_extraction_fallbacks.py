@@ -239,3 +239,15 @@ def test_shown_price_over_a_stale_meta_price_inside_it() -> None:
     # agreeing markup is kept as it is
     p = extract_product(html.replace("$28.50", "$25.00"), URL)
     assert p is not None and p.price == 25.0 and p.field_sources["price"] == "jsonld"
+
+
+@pytest.mark.parametrize("base", ["https://shop.example/p/apron", "http://a.b:8000/c/d?x=1#f",
+                                  "https://x.y"])
+def test_fast_absolute_urls_equal_urljoin(base: str) -> None:
+    from urllib.parse import urldefrag, urljoin
+
+    from scraper.extraction.urls import absolute
+
+    for link in ["/a", "/a#b", "http://q/r#s", "https://q/r?", "/a/../b", "//cdn/x.jpg",
+                 "x.jpg", "?page=2", "#top", "/a?b=c#d", "/é/ü", "http://Q/R/./s", "/a/."]:
+        assert absolute(base, link) == urldefrag(urljoin(base, link))[0]
