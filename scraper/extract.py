@@ -111,7 +111,8 @@ def extract_product(html: str | bytes, url: str) -> ProductData | None:
 
 
 def base_url(doc: Any, url: str) -> str:
-    href = doc.xpath("string(//head/base/@href)").strip()
+    base = doc.find("head/base")
+    href = (base.get("href") or "").strip() if base is not None else ""
     return urljoin(url, href) if href else url
 
 
