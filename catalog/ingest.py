@@ -18,7 +18,7 @@ from catalog.store import ImageStore, sha256_hex
 ImageStatus = Literal["new", "duplicate", "rejected"]
 ProductStatus = Literal["new", "updated", "unchanged"]
 PRODUCT_FIELDS = ("external_id", "title", "brand", "price", "currency", "category_path",
-                  "field_sources")
+                  "availability", "field_sources")
 
 
 @dataclass(frozen=True)

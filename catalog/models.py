@@ -82,6 +82,8 @@ class Product(Base):
     price: Mapped[float | None] = mapped_column(Float)
     currency: Mapped[str | None] = mapped_column(String(10))
     category_path: Mapped[str | None] = mapped_column(Text)  # the store's breadcrumb, "A > B > C"
+    # schema.org availability as the page showed it: InStock, OutOfStock, PreOrder, ...
+    availability: Mapped[str | None] = mapped_column(String(40))
     # Where each field was read: {"title": "jsonld", "price": "visible", "image": "og", ...}
     field_sources: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     first_seen: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

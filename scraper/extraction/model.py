@@ -37,6 +37,7 @@ class ProductData:
             "price": self.price,
             "currency": self.currency,
             "category_path": self.category_path,
+            "availability": self.availability,
             "field_sources": dict(self.field_sources) or None,
         }
 
