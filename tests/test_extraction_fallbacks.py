@@ -251,3 +251,42 @@ def test_fast_absolute_urls_equal_urljoin(base: str) -> None:
     for link in ["/a", "/a#b", "http://q/r#s", "https://q/r?", "/a/../b", "//cdn/x.jpg",
                  "x.jpg", "?page=2", "#top", "/a?b=c#d", "/é/ü", "http://Q/R/./s", "/a/."]:
         assert absolute(base, link) == urldefrag(urljoin(base, link))[0]
+
+
+def test_bad_input_still_gives_the_right_values() -> None:
+    # a 10 MB __NEXT_DATA__ that carries the product: read, not dropped
+    state = json.loads(read("next_data.html").decode().split(
+        'type="application/json">', 1)[1].split("</script>", 1)[0])
+    state["props"]["pageProps"]["reviews"] = [{"x": "y" * 1000} for _ in range(10_000)]
+    huge = read("next_data.html").decode().replace(
+        read("next_data.html").decode().split('type="application/json">', 1)[1].split(
+            "</script>", 1)[0], json.dumps(state)).encode()
+    assert len(huge) > 10_000_000
+    p = extract_product(huge, URL)
+    # over the app-state size cap the product may go unread, but never read wrong
+    assert p is None or (p.title, p.price) == ("Sencha Tin", 14.5)
+    # a 5 MB product page: the product still found, right
+    big = read("visible_only.html").replace(
+        b"</body>", b"<p>filler text</p>" * 300_000 + b"</body>")
+    assert len(big) > 5_000_000
+    p = extract_product(big, URL)
+    assert p is not None and (p.title, p.price) == ("Linen Apron Sage", 29.0)
+    # malformed HTML: unclosed tags, stray closers, an unterminated attribute
+    broken = (b'<html><head><title>Tin | Shop</title><body><body></span><div><h1>Tin Can</div>'
+              b'<p><span class="price">$3.50</span><img src="/tin.jpg" width="400" height="400">'
+              b'<form class="add-to-cart"><button>Add to cart</button></form>'
+              b'<a href="/x title="oops">x</a></body>')
+    p = extract_product(broken, URL)
+    assert p is not None and (p.title, p.price) == ("Tin Can", 3.5)
+
+
+@pytest.mark.parametrize(("shown", "amount", "currency"), [
+    ("1.299,00 €", 1299.0, "EUR"), ("From $9", 9.0, "USD"), ("$0.00", 0.0, "USD"),
+    ("$38.17 - $48.27", 38.17, "USD"),
+])
+def test_tricky_prices_on_a_page(shown: str, amount: float, currency: str) -> None:
+    html = (f'<html><body><h1>Tin Can</h1><span class="price">{shown}</span>'
+            '<img src="/tin.jpg" width="400" height="400">'
+            '<form class="add-to-cart"><button>Add to cart</button></form></body></html>')
+    p = extract_product(html, URL)
+    assert p is not None and (p.price, p.currency) == (amount, currency)
