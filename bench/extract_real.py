@@ -1,6 +1,6 @@
 """Extraction on saved pages of real shops: slashcat beside `extruct` alone, per field.
 
-    .venv/bin/python bench/extract_real.py [--data DIR] [--verbose]
+    .venv/bin/python bench/extract_real.py [--data DIR] [--verbose] [--demoshop N]
 
 Reads ../shared/datasets/real-pages (24 product pages with the title, main image and price
 element a person marked; 15 listing pages with their pagination selectors in pages.csv) and
