@@ -86,10 +86,14 @@ def fuller_title(doc: Any, name: str | None) -> str | None:
     drop the size or material: "Gold Gift Box" vs "Gold Gift Box 36 pc"; with the same words
     the shop's own page title wins), or it is `name` without a short lead-in hidden from the
     eye ("Details about ..."). None when `name` should stay."""
-    title = first_text(doc, "//title")
-    if not name or not title:
+    if not name:
         return None
-    part = title_without_shop(title, first_text(doc, '//meta[@property="og:site_name"]/@content'))
+    head_title = doc.find("head/title")  # no whole-document xpath: this runs on every page
+    title = " ".join((head_title.text_content() if head_title is not None else "").split()) \
+        or first_text(doc, "//title")
+    if not title:
+        return None
+    part = title_without_shop(title, meta(doc, "og:site_name"))
     have, want = re.findall(r"\w+", part.casefold()), re.findall(r"\w+", name.casefold())
     if not have or not want or have == want:
         return None
@@ -135,8 +139,9 @@ def visible_title(doc: Any) -> tuple[str | None, str | None]:
 def labelled_id(doc: Any, skip: Any) -> str | None:
     """An identifier from itemprop markup anywhere, else from a label the shopper reads
     ("SKU: 123", "Item # ABC", "Model # 6202-22-00", "ISBN-13: 978...")."""
-    for prop in ID_PROPS:
-        for element in doc.xpath(f'//*[@itemprop="{prop}"]'):
+    marked = [e for e in doc.xpath("//*[@itemprop]") if e.get("itemprop") in ID_PROPS]
+    for prop in ID_PROPS:  # one pass over the document, then in order of trust
+        for element in (e for e in marked if e.get("itemprop") == prop):
             value = " ".join((element.get("content") or element.text_content()).split())
             if value and not skip(element) and re.search(r"\d", value):
                 return value
@@ -174,7 +179,12 @@ def cart_buttons(doc: Any) -> int:
 
 
 def meta(doc: Any, key: str) -> str | None:
-    return first_text(doc, f'//meta[@property="{key}" or @name="{key}"]/@content')
+    for element in doc.iter("meta"):  # cheaper than an xpath over the whole document
+        if key in (element.get("property"), element.get("name")):
+            text = " ".join((element.get("content") or "").split())
+            if text:
+                return text
+    return None
 
 
 def availability(doc: Any) -> str | None:
