@@ -126,12 +126,12 @@ def visible_title(doc: Any) -> tuple[str | None, str | None]:
     if heading:
         return heading, "h1"
     for key, source in (("og:title", "og"), ("twitter:title", "twitter")):
-        found = first_text(doc, f'//meta[@property="{key}" or @name="{key}"]/@content')
+        found = meta(doc, key)
         if found:
             return found, source
     title = first_text(doc, "//title")
     if title:
-        site = first_text(doc, '//meta[@property="og:site_name"]/@content')
+        site = meta(doc, "og:site_name")
         return title_without_shop(title, site), "title"
     return None, None
 
