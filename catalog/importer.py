@@ -70,7 +70,7 @@ def scan_csv(csv_path: Path) -> list[ImportEntry]:
     order when present); absolute paths or relative to the CSV. Titles are kept as given
     (stripped; blank is none): the model reads them through classifier.titles."""
     base = csv_path.parent
-    entries = []
+    entries: list[ImportEntry] = []
     order = {name: i for i, name in enumerate(CSV_COLUMNS)}
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
         for row in csv.reader(fh):
