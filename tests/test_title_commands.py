@@ -100,3 +100,17 @@ def test_an_image_only_model_ignores_a_title_and_says_so_once(
             home_dir=trained_catalog.settings.home)
     assert r.exit_code == 0, r.output
     assert r.output.count("--title is ignored") == 1
+
+
+def test_web_predictor_batches_titled_and_untitled_requests(titled_home: Path) -> None:
+    from classifier.predict import Classifier
+    from cli.web.app import Predictor
+
+    clf = Classifier.load(open_catalog(Settings.load(home=titled_home, env={})))
+    predictor = Predictor(clf)
+    name, colour = next(iter(SHAPES.values()))
+    blob = shape_image(name, colour, seed=5)
+    with_title = predictor.classify([blob], 2, "x" * 10_240)[0]
+    without = predictor.classify([blob], 2)[0]
+    assert len(with_title) == len(without) == 2
+    assert predictor.classify([blob], 2, " \t ")[0] == without  # blank: no title
