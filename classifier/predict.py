@@ -103,12 +103,19 @@ class Classifier:
 
     def titled_probabilities(self, images: np.ndarray,
                              titles: Sequence[str | None] | None) -> np.ndarray:
-        from classifier.title_model import make_inputs, modes_of, raw_probabilities
+        return self.calibrate(self.raw_probabilities(images, titles), titles)
 
-        self._check_shape(images)
-        inputs = make_inputs(np.asarray(images, np.float32), titles, n=len(images))
-        return self.calibration.apply(raw_probabilities(self.model, inputs, 256),
-                                      modes_of(inputs))
+    def calibrate(self, raw: np.ndarray, titles: Sequence[str | None] | None = None) -> np.ndarray:
+        """Temperature-scaled probabilities: per input mode (whether each product had a
+        usable title) for a title-aware model, the one temperature otherwise."""
+        if self.calibration is None:
+            return calibrated(raw, self.temperature)
+        from classifier.title_model import BOTH, IMAGE
+        from classifier.titles import model_text
+
+        modes = (np.array([BOTH if model_text(t) else IMAGE for t in titles])
+                 if titles is not None else IMAGE)
+        return self.calibration.apply(raw, modes)
 
     def _check_shape(self, images: np.ndarray) -> None:
         expected = (self.image_size, self.image_size, 3)
@@ -118,10 +125,17 @@ class Classifier:
                 f"got an array of shape {images.shape}"
             )
 
-    def raw_probabilities(self, images: np.ndarray) -> np.ndarray:
-        """The model's own softmax output, before temperature scaling."""
+    def raw_probabilities(self, images: np.ndarray,
+                          titles: Sequence[str | None] | None = None) -> np.ndarray:
+        """The model's own softmax output, before temperature scaling (titles: read by a
+        title-aware model only)."""
         images = np.asarray(images)
         self._check_shape(images)
+        if self.calibration is not None:
+            from classifier.title_model import make_inputs, raw_probabilities
+
+            inputs = make_inputs(images.astype(np.float32), titles, n=len(images))
+            return raw_probabilities(self.model, inputs, 256)
         if len(images) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
         out = [self._run(images[i : i + 256]) for i in range(0, len(images), 256)]

@@ -40,6 +40,9 @@ def test_predict_and_classify_with_titles(titled_home: Path, tmp_path: Path) -> 
     from classifier.predict import Classifier, predict_catalog
 
     cat = open_catalog(copy_home(titled_home, tmp_path / "home"))
+    from classifier.evaluate import evaluate
+
+    assert 0.0 <= evaluate(cat, figures=False).accuracy <= 1.0  # reads the test titles
     report = predict_catalog(cat, scope="all")
     assert report.written >= report.images > 0
     clf = Classifier.load(cat)
