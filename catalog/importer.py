@@ -33,6 +33,7 @@ class ImportEntry:
     path: Path  # as found (may be a link)
     key: str  # the product's stable URL within the store
     category: str | None
+    title: str | None = None  # CSV imports' optional title column; folders have none
 
 
 @dataclass
@@ -61,20 +62,40 @@ def scan_folder(root: Path) -> list[ImportEntry]:
     return entries
 
 
+CSV_COLUMNS = ("path", "category", "title")  # title optional
+
+
 def scan_csv(csv_path: Path) -> list[ImportEntry]:
-    """Rows of `path,category` (a header row is optional); absolute paths or relative to the CSV."""
+    """Rows of `path,category[,title]` (a header row is optional, and names the columns in any
+    order when present); absolute paths or relative to the CSV. Titles are kept as given
+    (stripped; blank is none): the model reads them through classifier.titles."""
     base = csv_path.parent
-    entries = []
+    entries: list[ImportEntry] = []
+    order = {name: i for i, name in enumerate(CSV_COLUMNS)}
     with csv_path.open(newline="", encoding="utf-8-sig") as fh:
         for row in csv.reader(fh):
-            if not row or row[0].strip().lower() == "path":
+            if not row:
                 continue
-            if len(row) < 2:
-                raise InvalidInput(f"{csv_path}: expected 'path,category', got {row!r}")
-            rel = Path(row[0].strip())
-            category = normalise_path(row[1])
-            entries.append(ImportEntry(base / rel, "file:" + rel.as_posix(), category))
+            if row[0].strip().lower() in CSV_COLUMNS and not entries:
+                order = _header(csv_path, row)
+                continue
+            if len(row) <= max(order["path"], order["category"]):
+                raise InvalidInput(f"{csv_path}: expected 'path,category[,title]', got {row!r}")
+            rel = Path(row[order["path"]].strip())
+            category = normalise_path(row[order["category"]])
+            at = order.get("title")
+            title = (row[at].strip() or None) if at is not None and at < len(row) else None
+            entries.append(ImportEntry(base / rel, "file:" + rel.as_posix(), category, title))
     return entries
+
+
+def _header(csv_path: Path, row: list[str]) -> dict[str, int]:
+    names = [cell.strip().lower() for cell in row]
+    order = {name: names.index(name) for name in CSV_COLUMNS if name in names}
+    if "path" not in order or "category" not in order:
+        raise InvalidInput(f"{csv_path}: the header must name 'path' and 'category' "
+                           f"(and optionally 'title'), got {row!r}")
+    return order
 
 
 def read_checked(
@@ -186,7 +207,7 @@ def _import_batch(
         if isinstance(facts, ImageRejected):
             report.rejected.append((str(entry.path), str(facts)))
         else:
-            fields = {"external_id": entry.key[5:], "title": entry.path.stem,
+            fields = {"external_id": entry.key[5:], "title": entry.title,
                       "category_path": entry.category}
             items.append(BatchItem(entry.key, facts, fields))
     done = ingest_batch(session, catalog.store, store_id, items, categories)

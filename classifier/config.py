@@ -17,6 +17,10 @@ DEFAULT_IMAGE_SIZE = 64  # the CNNs trained from scratch
 # which the prediction and training-time targets need on a 2-core CPU (README: benchmarks).
 LITE0_SIZE = 160
 DEFAULT_TOP_K = 3  # categories kept per prediction
+# What a model reads: the picture, or the picture and the product's title (and brand);
+# auto takes titles when at least half the training products have one (lite0 only).
+INPUTS = ("auto", "image", "image+title")
+TITLE_SHARE_FOR_AUTO = 0.5
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class TrainConfig:
     # Few-label experiments: keep at most this many images per class in the training and
     # validation splits (chosen with `seed`); the test split stays whole.
     max_per_class: int | None = None
+    inputs: str = "auto"  # one of INPUTS
 
     @property
     def size(self) -> int:
@@ -69,5 +74,9 @@ class TrainConfig:
             raise InvalidInput("--time-budget must be positive (minutes)")
         if self.level is not None and self.level < 1:
             raise InvalidInput("--level must be at least 1")
+        if self.inputs not in INPUTS:
+            raise InvalidInput(f"unknown --inputs {self.inputs!r}; choose {', '.join(INPUTS)}")
+        if self.inputs == "image+title" and self.arch != PRETRAINED:
+            raise InvalidInput(f"--inputs image+title needs --arch {PRETRAINED}")
         if self.max_per_class is not None and self.max_per_class < 1:
             raise InvalidInput("max_per_class must be at least 1")

@@ -91,8 +91,15 @@ def evaluate(
     decoded = decode_files([str(e.path) for e in test], row.image_size, progress)
     index = {name: i for i, name in enumerate(clf.classes)}
     labels = np.array([index[test[i].label] for i in decoded.index], dtype=np.int64)
-    raw = clf.raw_probabilities(decoded.images)
-    probs = M.calibrated(raw, clf.temperature)
+    titles = None
+    if clf.reads_titles:  # the test products as predict sees them: with their titles
+        from classifier.train import example_titles
+
+        with catalog.session() as session:
+            found = example_titles(session, data)
+        titles = [found.get(test[i].sha256) for i in decoded.index]
+    raw = clf.raw_probabilities(decoded.images, titles)
+    probs = clf.calibrate(raw, titles)
     predicted = probs.argmax(axis=1)
     matrix = M.confusion(labels, predicted, len(clf.classes))
     scores = M.class_scores(matrix, clf.classes)

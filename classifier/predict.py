@@ -26,7 +26,7 @@ from catalog.labels import current_labels
 from catalog.models import Category, Model, Prediction, Product, ProductImage
 from classifier.backend import load_tensorflow
 from classifier.config import DEFAULT_TOP_K
-from classifier.errors import ClassMismatch, ImageSizeMismatch
+from classifier.errors import ClassMismatch, ImageSizeMismatch, ModelFileError
 from classifier.metrics import calibrated
 from classifier.registry import get_model, load_keras, model_path
 
@@ -47,7 +47,7 @@ class Classifier:
 
     def __init__(
         self, model: Any, version: str, model_id: int, classes: list[str], temperature: float,
-        image_size: int, limits: Limits = Limits(),
+        image_size: int, limits: Limits = Limits(), calibration: Any = None,
     ) -> None:
         self.model = model
         self.version = version
@@ -56,6 +56,12 @@ class Classifier:
         self.temperature = temperature
         self.image_size = image_size
         self.limits = limits
+        # title-aware models: a title_model.ModeCalibration (one temperature per input mode)
+        self.calibration = calibration
+
+    @property
+    def reads_titles(self) -> bool:
+        return self.calibration is not None
 
     @classmethod
     def load(cls, catalog: Catalog, version: str | None = None) -> Classifier:
@@ -67,8 +73,9 @@ class Classifier:
 
     @classmethod
     def from_row(cls, catalog: Catalog, row: Model) -> Classifier:
+        calibration = title_calibration(row)
         keras_model = load_keras(model_path(catalog.settings.home, row))
-        shape = tuple(keras_model.input_shape)
+        shape = image_input_shape(keras_model)
         if shape[1:] != (row.image_size, row.image_size, 3):
             raise ImageSizeMismatch(
                 f"model {row.version}: its file takes {shape[1:]} images but the catalog says "
@@ -83,22 +90,52 @@ class Classifier:
         limits = catalog.settings.image_limits()
         return cls(
             keras_model, row.version, row.id, list(row.classes), row.temperature,
-            row.image_size, limits,
+            row.image_size, limits, calibration,
         )
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """Calibrated class probabilities for a batch of prepared images (n, size, size, 3)."""
+    def probabilities(self, images: np.ndarray,
+                      titles: Sequence[str | None] | None = None) -> np.ndarray:
+        """Calibrated class probabilities for a batch of prepared images (n, size, size, 3),
+        with their products' titles if the model reads titles (otherwise they are ignored)."""
+        if self.calibration is not None:
+            return self.titled_probabilities(images, titles)
         return calibrated(self.raw_probabilities(images), self.temperature)
 
-    def raw_probabilities(self, images: np.ndarray) -> np.ndarray:
-        """The model's own softmax output, before temperature scaling."""
-        images = np.asarray(images)
+    def titled_probabilities(self, images: np.ndarray,
+                             titles: Sequence[str | None] | None) -> np.ndarray:
+        return self.calibrate(self.raw_probabilities(images, titles), titles)
+
+    def calibrate(self, raw: np.ndarray, titles: Sequence[str | None] | None = None) -> np.ndarray:
+        """Temperature-scaled probabilities: per input mode (whether each product had a
+        usable title) for a title-aware model, the one temperature otherwise."""
+        if self.calibration is None:
+            return calibrated(raw, self.temperature)
+        from classifier.title_model import BOTH, IMAGE
+        from classifier.titles import model_text
+
+        modes = (np.array([BOTH if model_text(t) else IMAGE for t in titles])
+                 if titles is not None else IMAGE)
+        return self.calibration.apply(raw, modes)
+
+    def _check_shape(self, images: np.ndarray) -> None:
         expected = (self.image_size, self.image_size, 3)
         if images.ndim != 4 or images.shape[1:] != expected:
             raise ImageSizeMismatch(
                 f"model {self.version} takes {expected[0]}x{expected[1]} RGB images, "
                 f"got an array of shape {images.shape}"
             )
+
+    def raw_probabilities(self, images: np.ndarray,
+                          titles: Sequence[str | None] | None = None) -> np.ndarray:
+        """The model's own softmax output, before temperature scaling (titles: read by a
+        title-aware model only)."""
+        images = np.asarray(images)
+        self._check_shape(images)
+        if self.calibration is not None:
+            from classifier.title_model import make_inputs, raw_probabilities
+
+            inputs = make_inputs(images.astype(np.float32), titles, n=len(images))
+            return raw_probabilities(self.model, inputs, 256)
         if len(images) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
         out = [self._run(images[i : i + 256]) for i in range(0, len(images), 256)]
@@ -127,9 +164,12 @@ class Classifier:
             for row, idx in zip(probs, order, strict=True)
         ]
 
-    def classify_bytes(self, data: bytes, top_k: int = DEFAULT_TOP_K) -> TopK:
-        """The top-k (category, probability) pairs for one image; raises ImageRejected."""
-        return self.top_k(self.probabilities(self.prepare(data)[None]), top_k)[0]
+    def classify_bytes(self, data: bytes, top_k: int = DEFAULT_TOP_K,
+                       title: str | None = None) -> TopK:
+        """The top-k (category, probability) pairs for one image (and its product's title,
+        read if the model reads titles); raises ImageRejected."""
+        titles = None if title is None else [title]
+        return self.top_k(self.probabilities(self.prepare(data)[None], titles), top_k)[0]
 
     def prepare_many(self, blobs: Sequence[bytes]) -> list[np.ndarray | ImageRejected]:
         """Each blob prepared for the model, or the reason it was refused."""
@@ -144,15 +184,42 @@ class Classifier:
         return prepared
 
     def classify_many(
-        self, blobs: Sequence[bytes], top_k: int = DEFAULT_TOP_K
+        self, blobs: Sequence[bytes], top_k: int = DEFAULT_TOP_K,
+        titles: Sequence[str | None] | None = None,
     ) -> list[TopK | ImageRejected]:
         """Like classify_bytes for many images in one batch; bad ones come back as errors."""
         prepared = self.prepare_many(blobs)
+        keep = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
         good = [p for p in prepared if isinstance(p, np.ndarray)]
         shape = (0, self.image_size, self.image_size, 3)
-        ranked = iter(self.top_k(self.probabilities(np.stack(good) if good else np.zeros(shape)),
-                                 top_k))
+        kept_titles = None if titles is None else [titles[i] for i in keep]
+        ranked = iter(self.top_k(self.probabilities(
+            np.stack(good) if good else np.zeros(shape), kept_titles), top_k))
         return [next(ranked) if isinstance(p, np.ndarray) else p for p in prepared]
+
+
+def title_calibration(row: Model) -> Any:
+    """A title-aware model's per-mode calibration (None for an image-only model); refuses a
+    model whose title inputs are of a newer format than this slashcat reads."""
+    from classifier.title_model import FORMAT, ModeCalibration
+
+    meta = (row.metrics or {}).get("inputs") or {}
+    if "title" not in meta.get("inputs", []):
+        return None
+    found = int(meta.get("title_format", 0))
+    if found > FORMAT or found < 1:
+        raise ModelFileError(
+            f"model {row.version} reads titles in format {found}; this slashcat knows formats "
+            f"up to {FORMAT}: upgrade slashcat or activate another model")
+    return ModeCalibration.from_json(meta["calibration"])
+
+
+def image_input_shape(keras_model: Any) -> tuple[Any, ...]:
+    """The image input's shape, of an image-only model or of a title-aware one (dict inputs)."""
+    for tensor in keras_model.inputs:
+        if len(tensor.shape) == 4:
+            return tuple(tensor.shape)
+    return tuple(keras_model.input_shape)
 
 
 @dataclass
@@ -260,8 +327,11 @@ def predict_catalog(
     total = len(work.paths)
     if progress:
         progress(0, total)
-    done = _run_cached(catalog, clf, row, ids, work, report, top_k)
-    _run_batches(catalog, clf, ids, work, report, progress, top_k, batch_size, done)
+    if clf.reads_titles:
+        _run_titled(catalog, clf, ids, work, report, progress, top_k, batch_size)
+    else:
+        done = _run_cached(catalog, clf, row, ids, work, report, top_k)
+        _run_batches(catalog, clf, ids, work, report, progress, top_k, batch_size, done)
     if progress:
         progress(total, total)
     report.seconds = time.monotonic() - started
@@ -342,3 +412,68 @@ def _write(
     with catalog.session() as session:
         session.execute(insert(Prediction), rows)
     return len(rows)
+
+
+def _run_titled(
+    catalog: Catalog, clf: Classifier, ids: dict[str, int], work: Work, report: PredictReport,
+    progress: Progress | None, top_k: int, batch_size: int,
+) -> None:
+    """A title-aware model: each canonical image through the backbone once (or its cached
+    embedding: the backbone is the pretrained one), then the small fused model once per
+    product with that product's title, calibrated in the product's own input mode."""
+    from classifier.embeddings import EmbeddingStore
+    from classifier.pipeline import file_batches
+    from classifier.title_model import NAME
+    from classifier.titles import product_titles
+    from classifier.transfer import backbone_key
+
+    fused = clf.model.get_layer(NAME)
+    backbone = next(layer for layer in clf.model.layers
+                    if hasattr(layer, "layers") and layer.name != NAME)
+    with catalog.session() as session:
+        titles = product_titles(session, [p for group in work.products for p in group])
+    store = EmbeddingStore(catalog.settings.home / "embeddings", backbone_key(), clf.image_size)
+    positions, vectors = store.found(work.shas)
+    done: set[int] = set()
+    if positions:
+        report.cached = len(positions)
+        _write_titled(catalog, clf, fused, ids, work, np.asarray(positions, np.int64), vectors,
+                      titles, top_k, report, done)
+    todo = [i for i in range(len(work.paths)) if i not in done]
+    for images, batch_positions in file_batches([work.paths[i] for i in todo],
+                                                clf.image_size, batch_size):
+        pos = np.asarray([todo[i] for i in batch_positions.numpy().tolist()], np.int64)
+        feats = np.asarray(backbone.predict_on_batch(images.numpy().astype(np.float32)),
+                           np.float32)
+        _write_titled(catalog, clf, fused, ids, work, pos, feats, titles, top_k, report, done)
+        if progress:
+            progress(len(done), len(work.paths))
+    report.skipped = [p for i, p in enumerate(work.paths) if i not in done]
+
+
+def _write_titled(
+    catalog: Catalog, clf: Classifier, fused: Any, ids: dict[str, int], work: Work,
+    positions: np.ndarray, feats: np.ndarray, titles: dict[int, str], k: int,
+    report: PredictReport, done: set[int],
+) -> None:
+    from classifier.title_model import make_inputs, modes_of, raw_probabilities
+
+    rows = [(pos, pid) for pos in positions.tolist() for pid in work.products[pos]]
+    index = {pos: i for i, pos in enumerate(positions.tolist())}
+    inputs = make_inputs(feats[[index[pos] for pos, _ in rows]],
+                         [titles.get(pid) for _, pid in rows], n=len(rows))
+    probs = clf.calibration.apply(raw_probabilities(fused, inputs, 1024), modes_of(inputs))
+    ranked = clf.top_k(probs, max(2, k))
+    out = []
+    for (pos, pid), top in zip(rows, ranked, strict=True):
+        margin = top[0][1] - (top[1][1] if len(top) > 1 else 0.0)
+        out.append({
+            "product_id": pid, "image_id": work.image_ids[pos], "model_id": clf.model_id,
+            "category_id": ids[top[0][0]], "confidence": top[0][1], "margin": margin,
+            "top_k": [[name, round(p, 5)] for name, p in top[:k]],
+        })
+    with catalog.session() as session:
+        session.execute(insert(Prediction), out)
+    report.written += len(out)
+    report.images += len(positions)
+    done.update(positions.tolist())

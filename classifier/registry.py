@@ -31,6 +31,7 @@ class ModelInfo:
     macro_f1: float | None
     predictions: int
     path: str
+    inputs: str = "image"  # "image" or "image+title"
 
 
 def next_version(session: Session) -> str:
@@ -72,9 +73,16 @@ def list_models(session: Session) -> list[ModelInfo]:
             ModelInfo(
                 m.version, m.task, m.architecture, m.image_size, list(m.classes), m.created_at,
                 m.active, test.get("accuracy"), test.get("macro_f1"), counts.get(m.id, 0), m.path,
+                model_inputs(m),
             )
         )
     return out
+
+
+def model_inputs(model: Model) -> str:
+    """What a model reads: "image", or "image+title" for a title-aware one."""
+    listed = ((model.metrics or {}).get("inputs") or {}).get("inputs", ["image"])
+    return "+".join(listed)
 
 
 def model_path(home: Path, model: Model) -> Path:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Iterable
+from typing import Any
 
 MAX_CHARS = 300
 RAW_LIMIT = 64 * MAX_CHARS  # read no further: a 10 MB "title" costs no more than a long one
@@ -94,3 +96,39 @@ def model_text(title: str | bytes | None) -> str:
     """What the model reads: the cleaned title case-folded (any script), "" for no title."""
     clean = clean_title(title)
     return clean.casefold() if clean else ""
+
+
+def product_titles(session: Any, product_ids: Iterable[int] | None = None) -> dict[int, str]:
+    """product id -> what the model reads (title with brand, see with_brand), for the
+    products that have a usable one; `product_ids` None: every product."""
+    from sqlalchemy import select
+
+    from catalog.models import Product
+
+    query = select(Product.id, Product.title, Product.brand)
+    wanted = None if product_ids is None else set(product_ids)
+    out = {}
+    for pid, title, brand in session.execute(query):
+        if wanted is not None and pid not in wanted:
+            continue
+        text = model_text(with_brand(title, brand))
+        if text:
+            out[pid] = text
+    return out
+
+
+def image_titles(session: Any, image_ids: Iterable[int]) -> dict[int, str]:
+    """image id -> the title of the first product (lowest id) showing it that has one."""
+    from sqlalchemy import select
+
+    from catalog.models import ProductImage
+
+    wanted = set(image_ids)
+    titles = product_titles(session)
+    out: dict[int, str] = {}
+    rows = session.execute(select(ProductImage.image_id, ProductImage.product_id)
+                           .order_by(ProductImage.product_id))
+    for image_id, pid in rows:
+        if image_id in wanted and image_id not in out and pid in titles:
+            out[image_id] = titles[pid]
+    return out

@@ -24,11 +24,13 @@ from catalog.locks import writing
 from classifier import metrics as M
 from classifier.architectures import PRETRAINED, build_model
 from classifier.backend import load_tensorflow
-from classifier.config import TrainConfig
+from classifier.config import TITLE_SHARE_FOR_AUTO, TrainConfig
 from classifier.dataset import Dataset, build_dataset
 from classifier.errors import NotEnoughClasses, TrainingInterrupted
 from classifier.pipeline import decode_files, training_stream
 from classifier.registry import activate, active_model, next_version, register
+from classifier.title_model import ModeCalibration
+from classifier.title_model import metadata as title_metadata
 
 RESERVE_S = 5.0  # kept back from a time budget for calibration and saving
 
@@ -88,6 +90,8 @@ class TrainResult:
     kept: str | None = None  # lite0: "head" (on embeddings) or "fine-tuned"
     decode_seconds: float = 0.0  # reading the images, before any training
     head_seconds: float | None = None  # lite0: embeddings + head, the head-only model's cost
+    inputs: str = "image"  # "image" or "image+title"
+    title_meta: dict[str, Any] | None = None  # title-aware: inputs, format, calibration
 
 
 @dataclass
@@ -347,6 +351,74 @@ def fit_pretrained(catalog: Catalog, config: TrainConfig, n: int, train_set: Arr
                   out.embed_seconds + out.head_seconds)
 
 
+def example_titles(session: Any, data: Dataset) -> dict[str, str]:
+    """image sha256 -> the title the model reads, for the examples whose product has one."""
+    from classifier.titles import image_titles
+
+    found = image_titles(session, [e.image_id for e in data.examples])
+    return {e.sha256: found[e.image_id] for e in data.examples if e.image_id in found}
+
+
+def choose_inputs(config: TrainConfig, titles: dict[str, str], data: Dataset) -> str:
+    """What the model will read: --inputs, or for auto titles when enough training products
+    have one (and the backbone is lite0, the only title-aware recipe)."""
+    if config.inputs != "auto":
+        return config.inputs
+    train_shas = [e.sha256 for e in data.split("train")]
+    share = sum(sha in titles for sha in train_shas) / max(1, len(train_shas))
+    return ("image+title" if config.arch == PRETRAINED and share >= TITLE_SHARE_FOR_AUTO
+            else "image")
+
+
+def fit_title_aware(catalog: Catalog, config: TrainConfig, n: int, train_set: Arrays,
+                    val_set: Arrays, titles: dict[str, str],
+                    progress: TrainProgress | None) -> tuple[Fitted, ModeCalibration]:
+    """lite0 embeddings (cached) + the title tower (classifier.title_model), fused, trained
+    with modality dropout, calibrated per input mode; saved whole, backbone included."""
+    from classifier.embeddings import EmbeddingStore, embed
+    from classifier.title_model import (
+        build_title_model,
+        fit_calibration,
+        make_inputs,
+        train_title_model,
+        with_backbone,
+    )
+    from classifier.transfer import backbone_key, pretrained_lite0
+
+    started = time.monotonic()
+    size = config.size
+    backbone = pretrained_lite0((size, size, 3))
+    store = EmbeddingStore(catalog.settings.home / "embeddings", backbone_key(), size)
+
+    def report(done: int, total: int) -> None:
+        if progress:
+            progress(TrainEvent("embed", done, total))
+
+    both = np.concatenate([train_set.images, val_set.images])
+    feats = embed(backbone, both, [*train_set.shas, *val_set.shas], store, report)
+    train_titles = [titles.get(sha) for sha in train_set.shas]
+    val_titles = [titles.get(sha) for sha in val_set.shas]
+    train_in = make_inputs(feats[:len(train_set)], train_titles)
+    val_in = make_inputs(feats[len(train_set):], val_titles)
+    embed_s = time.monotonic() - started
+    fused = build_title_model(n, train_titles)
+    weights = sample_weights(train_set.labels, n)
+    fit_start = time.monotonic()
+    train_title_model(fused, train_in, train_set.labels, weights, val_in, val_set.labels,
+                      seed=config.seed)
+    history = {k: [float(x) for x in v] for k, v in fused.history.history.items()} \
+        if getattr(fused, "history", None) else {}
+    calibration = fit_calibration(fused, val_in, val_set.labels)
+    train_s = time.monotonic() - fit_start
+    backbone.trainable = False
+    model = with_backbone(backbone, fused)
+    epochs = len(history.get("loss", []))
+    best = int(np.argmin(history["val_loss"])) + 1 if history.get("val_loss") else epochs
+    return Fitted(model, history, epochs, best, "early stopping on all input modes",
+                  embed_s + train_s, 0.0, 0.0, "title-aware head", embed_s + train_s), \
+        calibration
+
+
 def train(
     catalog: Catalog, config: TrainConfig = TrainConfig(), progress: TrainProgress | None = None
 ) -> TrainResult:
@@ -359,6 +431,8 @@ def train(
     keras.utils.set_random_seed(config.seed)
     with catalog.session() as session:
         data = build_dataset(session, catalog.store, config.dataset_spec())
+        titles = example_titles(session, data)
+    inputs = choose_inputs(config, titles, data)
     arrays, skipped = split_arrays(data, config.size, progress)
     decode_seconds = time.monotonic() - started
     if config.max_per_class is not None:
@@ -374,8 +448,12 @@ def train(
     if config.time_budget_min is not None:
         budget = max(1.0, config.time_budget_min * 60 - (time.monotonic() - started)
                      - RESERVE_S)
+    calibration = None
     try:
-        if config.arch == PRETRAINED:
+        if inputs == "image+title":
+            fitted, calibration = fit_title_aware(catalog, config, n, train_set, val_set,
+                                                  titles, progress)
+        elif config.arch == PRETRAINED:
             fitted = fit_pretrained(catalog, config, n, train_set, val_set, budget, progress)
         else:
             fitted = fit_scratch(config, n, train_set, val_set, budget, progress)
@@ -384,8 +462,18 @@ def train(
     model = fitted.model
     if progress:
         progress(TrainEvent("calibrate"))
-    val_probs = predict_arrays(model, val_set.images)
-    temperature = M.fit_temperature(val_probs, val_set.labels)
+    if calibration is not None:  # the image-only mode is what predict_arrays shows
+        from classifier.title_model import IMAGE, make_inputs, raw_probabilities
+
+        raw = raw_probabilities(model, make_inputs(val_set.images.astype(np.float32), None),
+                                batch=64)
+        val_probs = calibration.apply(raw, IMAGE)
+        temperature = calibration.temperatures[IMAGE]
+        val_ece_before = M.ece(raw, val_set.labels)
+    else:
+        val_probs = predict_arrays(model, val_set.images)
+        temperature = M.fit_temperature(val_probs, val_set.labels)
+        val_ece_before = M.ece(val_probs, val_set.labels)
     result = TrainResult(
         version="", model_id=0, path=Path(), task=data.task, architecture=config.arch,
         image_size=config.size, classes=list(data.classes),
@@ -396,11 +484,13 @@ def train(
         train_seconds=fitted.train_seconds, total_seconds=0.0,
         val_accuracy=float((val_probs.argmax(1) == val_set.labels).mean()),
         temperature=temperature,
-        val_ece_before=M.ece(val_probs, val_set.labels),
-        val_ece_after=M.ece(M.calibrated(val_probs, temperature), val_set.labels),
+        val_ece_before=val_ece_before,
+        val_ece_after=M.ece(val_probs if calibration is not None
+                            else M.calibrated(val_probs, temperature), val_set.labels),
         input_ms_per_batch=fitted.input_ms, step_ms_per_batch=fitted.step_ms,
         curves_png=None, activated=False, history=fitted.history, kept=fitted.kept,
         decode_seconds=decode_seconds, head_seconds=fitted.head_seconds,
+        inputs=inputs, title_meta=None if calibration is None else title_metadata(calibration),
     )
     if progress:
         progress(TrainEvent("save"))
@@ -431,6 +521,7 @@ def _metrics(config: TrainConfig, data: Dataset, result: TrainResult) -> dict[st
             "step_ms_per_batch": round(result.step_ms_per_batch, 2),
             "history": result.history,
         },
+        "inputs": result.title_meta or {"inputs": ["image"]},
         "val": {
             "accuracy": result.val_accuracy,
             "ece_before": result.val_ece_before,

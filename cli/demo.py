@@ -207,7 +207,8 @@ def _train(
     if trained.curves_png:
         result.plots.append(trained.curves_png)
     summary = (
-        f"model {trained.version} ({trained.architecture}, {len(trained.classes)} classes, "
+        f"model {trained.version} ({trained.architecture}, reads {trained.inputs}, "
+        f"{len(trained.classes)} classes, "
         f"{_how(trained)} in {trained.train_seconds:.0f} s, "
         f"val accuracy {trained.val_accuracy:.1%})"
     )

@@ -242,7 +242,8 @@ def test_lite0_trains_on_cached_embeddings_and_saves_a_self_contained_model(
     def progress(event: object) -> None:
         events.append((event.stage, event.done, event.total))  # type: ignore[attr-defined]
 
-    config = TrainConfig(arch="lite0", image_size=96, min_per_class=5, epochs=1, batch_size=8)
+    config = TrainConfig(arch="lite0", image_size=96, min_per_class=5, epochs=1, batch_size=8,
+                         inputs="image")  # the image-only recipe (titles: test_title_commands)
     first = train(catalog, config, progress)  # type: ignore[arg-type]
     assert first.architecture == "lite0" and first.image_size == 96
     assert first.kept in ("head", "fine-tuned") and first.epochs_run == 1
@@ -252,7 +253,8 @@ def test_lite0_trains_on_cached_embeddings_and_saves_a_self_contained_model(
     # the same images again, with no time left for fine-tuning: nothing is embedded twice
     events.clear()
     second = train(catalog, TrainConfig(arch="lite0", image_size=96, min_per_class=5,
-                                        time_budget_min=0.01), progress)  # type: ignore[arg-type]
+                                        time_budget_min=0.01, inputs="image"),
+                   progress)  # type: ignore[arg-type]
     assert [e for e in events if e[0] == "embed"] == [("embed", 0, 0)]
     assert second.kept == "head" and second.epochs_run == 0
     assert "no fine-tuning" in second.stop_reason

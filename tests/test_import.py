@@ -125,3 +125,40 @@ def test_cli_import_missing_folder(cli, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "does not exist" in result.output
     assert "Traceback" not in result.output
+
+
+def test_import_csv_with_titles_and_folders_without(catalog, tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    titles = ["Tan Leather Belt", "  ", "عباية سوداء &amp; 👟", '"Quoted, with comma"']
+    import csv as csv_module
+
+    csv_path = tmp_path / "titled.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        out = csv_module.writer(fh)
+        out.writerow(["title", "path", "category"])  # named columns, in any order
+        for i, title in enumerate(titles):
+            (tmp_path / f"img/t{i}.jpg").write_bytes(jpeg_bytes(seed=60 + i))
+            out.writerow([title, f"img/t{i}.jpg", "Belts"])
+    report = import_images(catalog, csv_path, workers=1)
+    assert report.products_new == 4 and not report.rejected
+    with catalog.session() as s:
+        found = dict(s.execute(select(Product.external_id, Product.title)).all())
+    assert found == {"img/t0.jpg": "Tan Leather Belt", "img/t1.jpg": None,
+                     "img/t2.jpg": "عباية سوداء &amp; 👟", "img/t3.jpg": '"Quoted, with comma"'}
+
+    folder = tmp_path / "shop" / "Watches"
+    folder.mkdir(parents=True)
+    (folder / "w0.jpg").write_bytes(jpeg_bytes(seed=70))
+    import_images(catalog, tmp_path / "shop", workers=1)
+    with catalog.session() as s:
+        assert s.scalar(select(Product.title).where(Product.external_id == "Watches/w0.jpg")) \
+            is None
+
+
+def test_import_csv_header_without_category_is_refused(catalog, tmp_path: Path) -> None:
+    from catalog.errors import InvalidInput
+
+    csv_path = tmp_path / "bad.csv"
+    csv_path.write_text("path,title\nx.jpg,Belt\n")
+    with pytest.raises(InvalidInput, match="header must name"):
+        import_images(catalog, csv_path, workers=1)

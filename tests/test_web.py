@@ -493,3 +493,12 @@ def test_concurrent_requests_get_their_own_answers(web_server: Served) -> None:
         answers = list(pool.map(send, jobs))
     for blobs, got in zip(jobs, answers, strict=True):
         assert got == [[c for c, _ in clf.classify_bytes(b, 3)] for b in blobs]
+
+
+def test_classify_with_an_optional_title(web_server: Served) -> None:
+    """The title field is optional; an image-only model answers as without it."""
+    parts = [("files", ("ball.png", ball(), "image/png")), ("title", (None, "عباية &amp; 👟"))]
+    r = requests.post(web_server.url + "/api/classify", files=parts, timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    plain = post(web_server, [("ball.png", ball())]).json()["results"][0]["top_k"]
+    assert r.json()["results"][0]["top_k"] == plain

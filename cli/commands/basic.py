@@ -111,7 +111,7 @@ def doctor(
 def import_(
     ctx: typer.Context,
     source: Path = typer.Argument(
-        ..., help="A folder of category sub-folders of images, or a CSV of path,category."
+        ..., help="A folder of category sub-folders of images, or a CSV of path,category[,title]."
     ),
     store_name: str = typer.Option(None, "--store-name", help="Store to file them under "
                                    "\\[default: the folder's name]."),

@@ -39,6 +39,9 @@ SEED = typer.Option(TrainConfig.seed, "--seed",
 WEIGHTS = typer.Option(None, "--weights", help="Local weights file of a keras.applications "
                        "backbone (nothing is downloaded).")
 BATCH = typer.Option(TrainConfig.batch_size, "--batch-size", help="Images per training step.")
+INPUTS = typer.Option(TrainConfig.inputs, "--inputs", help="What the model reads: image, "
+                      "image+title (the product title and brand too; lite0 only) or auto "
+                      "(titles when at least half the training products have one).")
 
 
 @contextlib.contextmanager
@@ -85,7 +88,7 @@ def _render_train(st: AppState, r: Any) -> None:
         c.print(f"[yellow]Skipped {len(r.skipped)} unreadable images[/]")
     sizes = ", ".join(f"{k} {v:,}" for k, v in r.split_sizes.items())
     c.print(
-        f"Model [bold]{r.version}[/] ({r.architecture}, {r.image_size}px, "
+        f"Model [bold]{r.version}[/] ({r.architecture}, {r.image_size}px, reads {r.inputs}, "
         f"{len(r.classes)} classes; {sizes}): {r.epochs_run} epochs in {r.train_seconds:.0f}s "
         f"({r.stop_reason}), best epoch {r.best_epoch}, val accuracy {r.val_accuracy:.3f}"
     )
@@ -116,6 +119,7 @@ def train(
     seed: int = SEED,
     weights: Path = WEIGHTS,
     batch_size: int = BATCH,
+    inputs: str = INPUTS,
     activate: bool = typer.Option(None, "--activate/--no-activate", help="Make it the default "
                                   "model \\[default: only if there is none].", show_default=False),
 ) -> None:
@@ -130,6 +134,7 @@ def train(
         level=level, min_per_class=min_per_class, other=other, arch=arch,
         image_size=image_size, epochs=epochs, batch_size=batch_size,
         time_budget_min=time_budget, seed=seed, weights=weights, activate=activate,
+        inputs=inputs,
     )
     with train_progress(st) as update:
         result = run(st.catalog(), config, update)
@@ -215,10 +220,12 @@ def classify(
     top_k: int = typer.Option(DEFAULT_TOP_K, "--top-k", help="Categories per image."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     model: str = typer.Option(None, "--model", help="Model version \\[default: active]."),
+    title: str = typer.Option(None, "--title", help="The product's title, read by a "
+                              "title-aware model (the same title for every image given)."),
 ) -> None:
     """Classify image files that are not in the catalog.
 
-    Example: slashcat classify photo.jpg other.png --top-k 3
+    Example: slashcat classify photo.jpg other.png --top-k 3 --title "Tan Leather Belt"
     """
     from catalog.errors import ImageRejected
     from classifier.predict import Classifier
@@ -233,7 +240,11 @@ def classify(
             blobs.append(None)
             st.err.print(f"[red]{path}[/]: cannot read ({exc.strerror})", highlight=False)
     good = [b for b in blobs if b is not None]
-    answers = iter(clf.classify_many(good, top_k))
+    if title is not None and not clf.reads_titles:
+        st.err.print(f"[yellow]Model {clf.version} was trained without titles; "
+                     "--title is ignored.[/]", highlight=False)
+    titles = [title] * len(good) if title is not None and clf.reads_titles else None
+    answers = iter(clf.classify_many(good, top_k, titles))
     results = [next(answers) if b is not None else ImageRejected("unreadable") for b in blobs]
     failed = sum(isinstance(r, ImageRejected) for r in results)
     if as_json:
@@ -311,11 +322,11 @@ def _list_models(st: AppState) -> None:
     if not rows:
         st.console.print("No models yet; train one with 'slashcat train'.")
         return
-    table = Table("", "version", "task", "arch", "size", "classes", "accuracy", "macro-F1",
-                  "predictions", "created")
+    table = Table("", "version", "task", "arch", "inputs", "size", "classes", "accuracy",
+                  "macro-F1", "predictions", "created")
     for m in rows:
         table.add_row(
-            "[green]●[/]" if m.active else "", m.version, m.task, m.architecture,
+            "[green]●[/]" if m.active else "", m.version, m.task, m.architecture, m.inputs,
             str(m.image_size), str(len(m.classes)),
             f"{m.accuracy:.3f}" if m.accuracy is not None else "-",
             f"{m.macro_f1:.3f}" if m.macro_f1 is not None else "-",

@@ -173,6 +173,7 @@ def rejected_info(exc: ImageRejected, filename: str) -> ErrorInfo:
 @dataclass
 class _Job:
     images: Any  # np.ndarray (n, size, size, 3)
+    titles: list[str | None] | None = None  # the products' titles, if the request gave one
     done: threading.Event = field(default_factory=threading.Event)
     probs: Any = None
     error: BaseException | None = None
@@ -196,8 +197,10 @@ class Predictor:
         self.batches = 0  # model calls
         self.jobs = 0  # requests they served
 
-    def classify(self, blobs: Sequence[bytes], top_k: int) -> list[Any]:
-        """For each blob its top-k [(category, probability)] or the ImageRejected."""
+    def classify(self, blobs: Sequence[bytes], top_k: int,
+                 title: str | None = None) -> list[Any]:
+        """For each blob its top-k [(category, probability)] or the ImageRejected; `title`
+        (the same for every blob) is read by a title-aware model, ignored by others."""
         import numpy as np
 
         clf = self.classifier
@@ -205,12 +208,13 @@ class Predictor:
         good = [p for p in prepared if not isinstance(p, ImageRejected)]
         if not good:
             return prepared
-        probs = self._probabilities(np.stack(good))
+        titles = None if title is None else [title] * len(good)
+        probs = self._probabilities(np.stack(good), titles)
         ranked = iter(clf.top_k(probs, top_k))
         return [p if isinstance(p, ImageRejected) else next(ranked) for p in prepared]
 
-    def _probabilities(self, images: Any) -> Any:
-        job = _Job(images)
+    def _probabilities(self, images: Any, titles: list[str | None] | None = None) -> Any:
+        job = _Job(images, titles)
         with self._queue_lock:
             self._pending.append(job)
         while not job.done.is_set():
@@ -232,7 +236,11 @@ class Predictor:
         import numpy as np
 
         try:
-            probs = self.classifier.probabilities(np.concatenate([j.images for j in batch]))
+            titles = None
+            if any(j.titles is not None for j in batch):  # None: this request's had no title
+                titles = [t for j in batch for t in (j.titles or [None] * len(j.images))]
+            probs = self.classifier.probabilities(np.concatenate([j.images for j in batch]),
+                                                  titles)
             self.batches += 1
             self.jobs += len(batch)
             start = 0
@@ -441,8 +449,9 @@ def create_app(catalog: Catalog, classifier: Classifier, config: WebConfig = Web
         calibrated confidence. Bytes are checked by content; uploads stay in memory."""
         form = await read_form(
             request.headers.get("content-type", ""), request.headers.get("content-length"),
-            request.stream(), limits, frozenset({"files"}),
+            request.stream(), limits, frozenset({"files"}), frozenset({"title"}),
         )
+        title = form.fields.get("title") or None
         if not form.files:
             raise UploadError(400, "no-files", "no files: send images in the field 'files'")
         k = min(config.top_k, len(classifier.classes)) if top_k is None else top_k
@@ -450,7 +459,7 @@ def create_app(catalog: Catalog, classifier: Classifier, config: WebConfig = Web
             raise UploadError(400, "bad-top-k", f"top_k must be between 1 and "
                               f"{len(classifier.classes)} (the model's classes), not {k}")
         outcomes = await run_in_threadpool(
-            classify_within_budget, predictor, budget, [f.data for f in form.files], k
+            classify_within_budget, predictor, budget, [f.data for f in form.files], k, title
         )
         results = []
         for upload, outcome in zip(form.files, outcomes, strict=True):
@@ -530,7 +539,7 @@ def create_app(catalog: Catalog, classifier: Classifier, config: WebConfig = Web
 
 
 def classify_within_budget(predictor: Predictor, budget: PixelBudget, blobs: list[bytes],
-                           k: int) -> list[Any]:
+                           k: int, title: str | None = None) -> list[Any]:
     """Classify, refusing from their headers the files over the per-file pixel cap and
     holding the request's pixels against the in-flight budget while the rest decode."""
     cap = budget.limits.max_file_pixels
@@ -543,7 +552,7 @@ def classify_within_budget(predictor: Predictor, budget: PixelBudget, blobs: lis
     todo = [i for i, o in enumerate(outcomes) if o is None]
     if todo:
         with budget.hold(sum(pixels[i] for i in todo)):
-            for i, outcome in zip(todo, predictor.classify([blobs[i] for i in todo], k),
+            for i, outcome in zip(todo, predictor.classify([blobs[i] for i in todo], k, title),
                                   strict=True):
                 outcomes[i] = outcome
     return outcomes

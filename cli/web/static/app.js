@@ -87,6 +87,8 @@ async function classify(card) {
   }
   const form = new FormData();
   form.append("files", card.file, card.file.name);
+  const title = document.getElementById("title").value.trim();
+  if (title) form.append("title", title);
   let r;
   try {
     r = await fetch("/api/classify", { method: "POST", body: form });
