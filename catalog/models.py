@@ -216,6 +216,12 @@ class Prediction(Base):
     confidence: Mapped[float] = mapped_column(Float, index=True)
     margin: Mapped[float] = mapped_column(Float)  # top-1 minus top-2 probability
     top_k: Mapped[list[Any]] = mapped_column(default=list)  # [[category, probability], ...]
+    # a title-aware model's own guess from each input alone (None: the product had no title,
+    # or the model reads pictures only): what review shows when title and picture disagree
+    image_category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
+    image_confidence: Mapped[float | None] = mapped_column(Float)
+    title_category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
+    title_confidence: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -6,7 +6,9 @@ Rules (the screen and the batch mode both follow them):
 - A product with a live (not undone) `human` label has been decided and is never queued again,
   so a new session resumes where the last one stopped.
 - `--disagreements` queues instead the products whose current store label the model contradicts
-  with confidence >= DISAGREEMENT_CONFIDENCE, most confident first: likely mislabelled products.
+  with confidence >= DISAGREEMENT_CONFIDENCE, and (title-aware models) those whose title alone
+  and picture alone point to different categories, each with confidence >=
+  INPUTS_DISAGREE_CONFIDENCE; most confident first: likely mislabelled products or wrong photos.
 - A decision appends a `human` label carrying the model version it answered, committed at once.
   Undo appends a retraction (history is never rewritten) and puts the item back in front.
 - Skip writes nothing: the item moves to the end of this session's queue, and comes back at its
@@ -33,7 +35,7 @@ from catalog.errors import InvalidInput, check_fraction
 from catalog.labels import add_label, is_live, outranking, retract
 from catalog.models import Category, Image, Label, Model, Prediction, Product, utcnow
 from catalog.models_registry import get_model
-from catalog.options import DISAGREEMENT_CONFIDENCE
+from catalog.options import DISAGREEMENT_CONFIDENCE, INPUTS_DISAGREE_CONFIDENCE
 
 BATCH_SIZE = 5000
 
@@ -64,6 +66,34 @@ class ReviewItem:
     store_label: str | None
     image_path: Path | None
     duplicates: int
+    # a title-aware model's top-1 from the picture alone and from the title alone
+    image_guess: tuple[str, float] | None = None
+    title_guess: tuple[str, float] | None = None
+
+    def explanation(self) -> str | None:
+        """Which input drove the prediction, when the title and the picture disagree:
+        "title says Sandal (93%), picture says Flip Flops (71%): the prediction follows the
+        title". None when they agree or the model read only one of them."""
+        if self.image_guess is None or self.title_guess is None:
+            return None
+        (image, p_image), (title, p_title) = self.image_guess, self.title_guess
+        if image == title:
+            return None
+        follows = ("the title" if self.category == title else
+                   "the picture" if self.category == image else "neither alone")
+        return (f"title says {title} ({p_title:.0%}), picture says {image} ({p_image:.0%}): "
+                f"the prediction follows {follows}")
+
+    def reasons(self) -> list[str]:
+        """Why the item is worth a look beyond its confidence: a store label the model
+        contradicts, a title and a picture that disagree."""
+        out = []
+        if self.store_label is not None and self.store_label != self.category:
+            out.append(f"store says {self.store_label}")
+        explained = self.explanation()
+        if explained:
+            out.append(explained)
+        return out
 
 
 @dataclass(frozen=True)
@@ -141,13 +171,15 @@ def queue_ids(session: Session, filters: QueueFilter) -> list[int]:
     if filters.disagreements:
         latest = _latest_store_labels().subquery()
         store_label = aliased(Label)
+        contradicts_store = (store_label.category_id != Prediction.category_id) & (
+            Prediction.confidence >= DISAGREEMENT_CONFIDENCE)
+        inputs_disagree = (Prediction.title_category_id != Prediction.image_category_id) & (
+            Prediction.title_confidence >= INPUTS_DISAGREE_CONFIDENCE) & (
+            Prediction.image_confidence >= INPUTS_DISAGREE_CONFIDENCE)
         query = (
-            query.join(latest, latest.c.product_id == Prediction.product_id)
-            .join(store_label, store_label.id == latest.c.label_id)
-            .where(
-                store_label.category_id != Prediction.category_id,
-                Prediction.confidence >= DISAGREEMENT_CONFIDENCE,
-            )
+            query.outerjoin(latest, latest.c.product_id == Prediction.product_id)
+            .outerjoin(store_label, store_label.id == latest.c.label_id)
+            .where(contradicts_store | inputs_disagree)
             .order_by(Prediction.confidence.desc(), Prediction.margin.desc(), Prediction.id)
         )
     else:
@@ -199,7 +231,22 @@ def load_item(
         store_label=store_label,
         image_path=store_root(image_path) if image_path else None,
         duplicates=duplicates,
+        image_guess=_guess(session, pred.image_category_id, pred.image_confidence),
+        title_guess=_guess(session, pred.title_category_id, pred.title_confidence),
     )
+
+
+def _guess(session: Session, category_id: int | None,
+           confidence: float | None) -> tuple[str, float] | None:
+    if category_id is None or confidence is None:
+        return None
+    return session.get_one(Category, category_id).name, confidence
+
+
+def queue_items(session: Session, store_root: Callable[[str], Path],
+                filters: QueueFilter) -> list[ReviewItem]:
+    """The queue's items in review order, for a listing without the screen."""
+    return [load_item(session, store_root, i) for i in queue_ids(session, filters)]
 
 
 def decide(session: Session, item: ReviewItem, category: str, author: str | None) -> Label:

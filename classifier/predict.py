@@ -464,16 +464,50 @@ def _write_titled(
                          [titles.get(pid) for _, pid in rows], n=len(rows))
     probs = clf.calibration.apply(raw_probabilities(fused, inputs, 1024), modes_of(inputs))
     ranked = clf.top_k(probs, max(2, k))
+    alone = single_input_guesses(clf, fused, inputs)
     out = []
-    for (pos, pid), top in zip(rows, ranked, strict=True):
+    for i, ((pos, pid), top) in enumerate(zip(rows, ranked, strict=True)):
         margin = top[0][1] - (top[1][1] if len(top) > 1 else 0.0)
         out.append({
             "product_id": pid, "image_id": work.image_ids[pos], "model_id": clf.model_id,
             "category_id": ids[top[0][0]], "confidence": top[0][1], "margin": margin,
             "top_k": [[name, round(p, 5)] for name, p in top[:k]],
+            **_guess_columns(alone.get(i), ids),
         })
     with catalog.session() as session:
         session.execute(insert(Prediction), out)
     report.written += len(out)
     report.images += len(positions)
     done.update(positions.tolist())
+
+
+Guess = tuple[str, float]  # a category and its calibrated probability
+
+
+def single_input_guesses(clf: Classifier, fused: Any, inputs: dict[str, np.ndarray],
+                         ) -> dict[int, tuple[Guess, Guess]]:
+    """For each row that has both a picture and a title: the model's top-1 from the picture
+    alone and from the title alone (each calibrated in its own mode), by row number. The
+    backbone features are already computed, so this is two more passes of the small head."""
+    from classifier.title_model import BOTH, IMAGE, TITLE, modes_of, predict, take
+
+    both = np.flatnonzero(modes_of(inputs) == BOTH)
+    if not len(both):
+        return {}
+    part = take(inputs, both)
+    by_image = predict(fused, clf.calibration, part, IMAGE)
+    by_title = predict(fused, clf.calibration, part, TITLE)
+    out = {}
+    for row, img, txt in zip(both.tolist(), by_image, by_title, strict=True):
+        i, t = int(img.argmax()), int(txt.argmax())
+        out[row] = ((clf.classes[i], float(img[i])), (clf.classes[t], float(txt[t])))
+    return out
+
+
+def _guess_columns(guesses: tuple[Guess, Guess] | None, ids: dict[str, int]) -> dict[str, Any]:
+    if guesses is None:
+        return {"image_category_id": None, "image_confidence": None,
+                "title_category_id": None, "title_confidence": None}
+    (image, p_image), (title, p_title) = guesses
+    return {"image_category_id": ids[image], "image_confidence": p_image,
+            "title_category_id": ids[title], "title_confidence": p_title}

@@ -303,6 +303,9 @@ class ReviewApp(App[None]):
         header = Text(f"model {item.model_version}: confidence {item.confidence:.0%}, "
                       f"margin {item.margin:.2f}\n", style="dim")
         header.append_text(predictions_text(item))
+        explained = item.explanation()
+        if explained:  # title and picture disagree: say which one the prediction follows
+            header.append(f"\n{explained}", style="bold yellow")
         self.query_one("#preds", Static).update(header)
 
     def _show_done(self) -> None:

@@ -117,3 +117,47 @@ def test_web_predictor_batches_titled_and_untitled_requests(titled_home: Path) -
     without = predictor.classify([blob], 2)[0]
     assert len(with_title) == len(without) == 2
     assert predictor.classify([blob], 2, " \t ")[0] == without  # blank: no title
+
+
+def test_predict_keeps_each_inputs_own_guess(titled_home: Path, tmp_path: Path) -> None:
+    """Every titled product's prediction carries the model's top-1 from the picture alone
+    and from the title alone; a circle titled as a square makes them disagree."""
+    from sqlalchemy import select
+
+    from catalog.models import Category, Image, Prediction, Product
+    from catalog.review import load_item
+    from classifier.predict import Classifier, predict_catalog
+
+    cat = open_catalog(copy_home(titled_home, tmp_path / "home"))
+    with cat.session() as session:
+        circle = session.scalars(select(Product).where(
+            Product.url == "http://shapes.test/circle/0")).one()
+        circle.title = "square block http://shapes.test/square/0"
+        untitled = session.scalars(select(Product).where(
+            Product.url == "http://shapes.test/cross/0")).one()
+        untitled.title = None
+        circle_id, untitled_id = circle.id, untitled.id
+    predict_catalog(cat, scope="all")
+    with cat.session() as session:
+        names = dict(session.execute(select(Category.id, Category.name)).all())
+        preds = {p.product_id: p for p in session.scalars(select(Prediction))}
+        assert len(preds) > 100
+        titled = [p for pid, p in preds.items() if pid != untitled_id]
+        assert all(p.image_category_id and p.title_category_id for p in titled)
+        assert all(0 < (p.image_confidence or 0) <= 1 and 0 < (p.title_confidence or 0) <= 1
+                   for p in titled)
+        none = preds[untitled_id]  # no title: nothing to compare, no guesses
+        assert none.image_category_id is none.title_category_id is None
+        mixed = preds[circle_id]
+        assert names[mixed.title_category_id] == "Toys > Square > Block"
+        assert names[mixed.image_category_id] == "Toys > Round > Ball"
+        item = load_item(session, cat.store.path, mixed.id)
+        path = session.get_one(Image, mixed.image_id).path
+    explained = item.explanation()
+    assert explained is not None and explained.startswith("title says Toys > Square > Block")
+    # the stored picture guess is the classifier's own image-only answer
+    clf = Classifier.load(cat)
+    data = cat.store.path(path).read_bytes()
+    top = clf.classify_bytes(data, 1)[0]
+    assert top[0] == "Toys > Round > Ball"
+    assert top[1] == pytest.approx(mixed.image_confidence, abs=1e-3)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from catalog.options import DEFAULT_BELOW, DISAGREEMENT_CONFIDENCE
+from catalog.options import DEFAULT_BELOW, DISAGREEMENT_CONFIDENCE, INPUTS_DISAGREE_CONFIDENCE
 from cli.render import ImageMode
 from cli.state import AppState, state, user_errors
 
@@ -39,7 +39,11 @@ def review(
     disagreements: bool = typer.Option(
         False, "--disagreements",
         help="Instead, products whose store label the model contradicts with confidence >= "
-        f"{DISAGREEMENT_CONFIDENCE}.",
+        f"{DISAGREEMENT_CONFIDENCE}, or whose title and picture point to different categories "
+        f"with confidence >= {INPUTS_DISAGREE_CONFIDENCE} each (title-aware models).",
+    ),
+    listing: bool = typer.Option(
+        False, "--list", help="No screen: print the queue as a table (works in scripts).",
     ),
     accept_above: float = typer.Option(
         None, "--accept-above",
@@ -54,16 +58,18 @@ def review(
 
     Lowest confidence first; every decision is saved at once as a human label, and the next
     session resumes where this one stopped. Skipped products come back next session.
+    With a title-aware model, a card whose title and picture disagree says which one the
+    prediction follows ("title says X, picture says Y").
     Keys: Enter/a accept, 1-3 choose, c pick any category, s skip, u undo, o open image, ? help,
     q quit. Without a terminal, use --accept-above X [--dry-run].
-    Example: slashcat review --below 0.6 --category Shoes
+    Example: slashcat review --below 0.6 --category Shoes;  slashcat review --disagreements --list
     """
     from catalog.errors import InvalidInput
     from catalog.review import QueueFilter, validate_filter
 
     st = state(ctx)
     if accept_above is not None:
-        if disagreements or below is not None or category or limit is not None:
+        if disagreements or below is not None or category or limit is not None or listing:
             raise InvalidInput(
                 "--accept-above takes only --model and --dry-run, not the queue filters"
             )
@@ -75,6 +81,9 @@ def review(
         below = DEFAULT_BELOW
     filters = QueueFilter(below, category, model, limit, disagreements)
     validate_filter(filters)
+    if listing:
+        _list(st, filters)
+        return
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise InvalidInput(NO_TTY)
     _screen(st, filters, images.value)
@@ -107,6 +116,24 @@ def _batch(st: AppState, threshold: float, dry_run: bool, model: str | None) -> 
     st.console.print(table)
     if dry_run:
         st.console.print("Dry run: nothing was written.")
+
+
+def _list(st: AppState, filters: QueueFilter) -> None:
+    from catalog.review import queue_items
+
+    cat = st.catalog()
+    with cat.session() as session:
+        items = queue_items(session, cat.store.path, filters)
+    if not items:
+        st.console.print("Nothing to review with these filters.")
+        return
+    table = Table("product", "title", "prediction", "confidence", "why",
+                  title=f"Review queue (model {items[0].model_version}): {len(items)} products",
+                  title_justify="left")
+    for item in items:
+        table.add_row(str(item.product_id), item.title or "—", item.category,
+                      f"{item.confidence:.0%}", "; ".join(item.reasons()) or "—")
+    st.console.print(table)
 
 
 def _screen(st: AppState, filters: QueueFilter, images: str) -> None:
