@@ -355,3 +355,254 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ------------------------------------------------------------------------- classify.py --titles
+#
+# The same comparison through the library (train, evaluate, predict_catalog) on the catalog
+# bench/classify.py builds, so on its frozen cluster-aware split: the catalog is copied (its
+# split assignments with it) to a titled copy, whose products get productDisplayName as title,
+# and to an Arabic copy with one class's titles translated by the word lists above.
+
+ARABIC_CLASS = "Topwear"  # the class whose test products must reach ARABIC_TARGET
+ARABIC_TARGET = 0.95
+
+
+def add_titles_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--titles", action="store_true",
+        help="instead: image-only vs title-aware models (issue 15) on the same frozen split "
+             "(bench/title_model.py); --limit N: a quick check on N images per class")
+    parser.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def subset_data(src: Path, out: Path, per_class: int) -> Path:
+    """products.csv with at most per_class rows of each class (>= MIN_IMAGES, so every class
+    the full run has stays), images linked: a small copy of the shared data, for --limit."""
+    if per_class < MIN_IMAGES:
+        raise SystemExit(f"--limit must be at least {MIN_IMAGES} (the classes' minimum)")
+    rows = read_rows(src)
+    taken: Counter[str] = Counter()
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    with (out / "products.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for r in sorted(rows, key=lambda r: int(r["id"])):
+            if taken[r["subCategory"]] < per_class:
+                taken[r["subCategory"]] += 1
+                writer.writerow(r)
+                link = out / "images" / f"{r['id']}.jpg"
+                if not link.exists():
+                    link.symlink_to(src / "images" / f"{r['id']}.jpg")
+    return out
+
+
+def copy_home(home: Path, to: Path) -> Path:
+    """A copy of a catalog home (the split assignments with it); the content-addressed image
+    files are hard-linked, everything else copied."""
+    import shutil
+
+    if to.exists():
+        return to
+    images = Settings.load(home=home, env={}).images_dir
+
+    def link_images(a: str, b: str) -> object:
+        if Path(a).is_relative_to(images):
+            os.link(a, b)
+            return b
+        return shutil.copy2(a, b)
+
+    shutil.copytree(home, to, copy_function=link_images, ignore=shutil.ignore_patterns(
+        "*.db-wal", "*.db-shm", "models"))
+    return to
+
+
+def set_titles(home: Path, data: Path, translate: dict[str, dict[str, str]] | None = None) -> int:
+    """Each product's title from products.csv (productDisplayName), found by its file name;
+    translate: class -> word list, for those classes' titles. Products already titled are kept."""
+    from sqlalchemy import select
+
+    from catalog.db import open_catalog
+    from catalog.models import Product
+
+    with (data / "products.csv").open(newline="", encoding="utf-8") as fh:
+        names = {r["id"]: (r["productDisplayName"], r["subCategory"]) for r in csv.DictReader(fh)}
+    cat = open_catalog(Settings.load(home=home, env={}))
+    done = 0
+    with cat.session() as session:
+        for product in session.scalars(select(Product).where(Product.title.is_(None))):
+            found = names.get(Path(product.external_id or "").stem)
+            if found:
+                title, cls = found
+                product.title = to_arabic(title, translate[cls]) if translate else title
+                done += 1
+    cat.close()
+    return done
+
+
+def titled_homes(args: argparse.Namespace, build_catalog) -> tuple[Path, Path, Path]:  # type: ignore[no-untyped-def]
+    """(the data, the titled catalog's home, the Arabic one's), made once under --work."""
+    data, work = args.data, args.work
+    if args.limit:
+        work = work.with_name(f"{work.name}-limit{args.limit}")
+        data = subset_data(args.data, work / "data", args.limit)
+    build_catalog(work, data).close()  # classify.py's catalog: import, dedupe, frozen split
+    titled = work / "titles" / "home"
+    if not titled.exists():
+        copy_home(work / "home", titled)
+        print(f"titles: {set_titles(titled, data)} products titled", flush=True)
+    arabic = work / "arabic" / "home"
+    if not arabic.exists():
+        copy_home(work / "home", arabic)
+        classes = {r["subCategory"] for r in read_rows(data)}
+        words = {c: {**ARABIC_COMMON, **ARABIC_PRODUCT.get(c, {})} for c in classes}
+        print(f"arabic: {set_titles(arabic, data, words)} products titled", flush=True)
+    return data, titled, arabic
+
+
+def train_model(cat, args: argparse.Namespace, inputs: str, per_class: int | None = None):  # type: ignore[no-untyped-def]
+    from classifier.config import TrainConfig
+    from classifier.train import train
+
+    config = TrainConfig(
+        arch="lite0", image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
+        time_budget_min=args.budget_min, seed=args.seed, activate=False, patience=args.patience,
+        max_per_class=per_class, inputs=inputs)
+    t0 = time.perf_counter()
+    result = train(cat, config)
+    print(f"  trained {result.version} ({inputs}"
+          f"{'' if per_class is None else f', {per_class}/class'}) in "
+          f"{time.perf_counter() - t0:.0f} s; load average {os.getloadavg()[0]:.1f}", flush=True)
+    return result
+
+
+def image_only_score(cat, version: str) -> object:  # type: ignore[no-untyped-def]
+    """evaluate()'s figures of an image-only model, as a ModeScore."""
+    from classifier import title_model as T
+    from classifier.evaluate import evaluate
+
+    report = evaluate(cat, version, figures=False)
+    return T.ModeScore(T.IMAGE, report.accuracy, report.macro_f1, report.ece_after)
+
+
+def test_inputs(cat, version: str):  # type: ignore[no-untyped-def]
+    """A title-aware model's fused part, its calibration, and the frozen test split's inputs
+    (backbone features computed once, titles as predict reads them) with their labels."""
+    from classifier import title_model as T
+    from classifier.evaluate import model_dataset
+    from classifier.pipeline import decode_files
+    from classifier.predict import Classifier
+    from classifier.registry import get_model
+    from classifier.train import example_titles
+
+    with cat.session() as session:
+        row = get_model(session, version)
+        data = model_dataset(cat, row)
+        test = data.split("test")
+        titles = example_titles(session, data)
+    clf = Classifier.from_row(cat, row)
+    fused = clf.model.get_layer(T.NAME)
+    backbone = next(layer for layer in clf.model.layers
+                    if hasattr(layer, "layers") and layer.name != T.NAME)
+    decoded = decode_files([str(e.path) for e in test], row.image_size)
+    feats = np.concatenate([
+        np.asarray(backbone.predict_on_batch(decoded.images[i:i + CHUNK].astype(np.float32)))
+        for i in range(0, len(decoded.images), CHUNK)])
+    kept = [test[i] for i in decoded.index]
+    labels = np.array([clf.classes.index(e.label) for e in kept])
+    inputs = T.make_inputs(feats, [titles.get(e.sha256) for e in kept])
+    return fused, clf, inputs, labels
+
+
+def titled_scores(cat, version: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    from classifier import title_model as T
+
+    fused, clf, inputs, labels = test_inputs(cat, version)
+    return T.score_modes(fused, clf.calibration, inputs, labels, clf.classes)  # type: ignore[return-value]
+
+
+def arabic_check(home: Path, args: argparse.Namespace) -> list[str]:
+    """A model trained on the Arabic catalog; its accuracy on the translated classes' test
+    products, given image + title and given the title alone."""
+    from catalog.db import open_catalog
+    from classifier import title_model as T
+
+    cat = open_catalog(Settings.load(home=home, env={}))
+    result = train_model(cat, args, "image+title")
+    fused, clf, inputs, labels = test_inputs(cat, result.version)
+    cat.close()
+    lines = []
+    for cls in ARABIC_PRODUCT:
+        if cls not in clf.classes:
+            continue
+        mine = np.flatnonzero(labels == clf.classes.index(cls))
+        part = T.take(inputs, mine)
+        example = next((t for t in part["title"].tolist() if t), "")
+        accs = {mode: float((T.predict(fused, clf.calibration, part, mode).argmax(1)
+                             == labels[mine]).mean()) for mode in (T.BOTH, T.TITLE)}
+        verdict = ("" if cls != ARABIC_CLASS else
+                   f"  (target >= {100 * ARABIC_TARGET:.0f}%: "
+                   f"{'met' if accs[T.BOTH] >= ARABIC_TARGET else 'NOT met'})")
+        lines.append(f"  Arabic {cls} ({len(mine)} test products, e.g. {example!r}): "
+                     f"image+title {100 * accs[T.BOTH]:.2f}%, title only "
+                     f"{100 * accs[T.TITLE]:.2f}%{verdict}")
+    return lines
+
+
+def predict_rates(cat, versions: dict[str, tuple[str, int]], repeats: int,  # type: ignore[no-untyped-def]
+                  e2e_rate) -> list[str]:
+    """predict_catalog images/s per model, with the embedding cache and without (new images),
+    the models alternating so the machine's load falls on both alike."""
+    cache = cat.settings.home / "embeddings"
+    aside = cache.with_name("embeddings-aside")
+    lines = []
+    for cold in (False, True):
+        if cold:
+            cache.rename(aside)
+        try:
+            rates = {name: e2e_rate(cat, v, mid, repeats) for name, (v, mid) in versions.items()}
+        finally:
+            if cold:
+                aside.rename(cache)
+        base = rates["image-only"][0]
+        for name, (rate, n) in rates.items():
+            lines.append(f"  predict {name:<12} {'new images' if cold else 'cached embeddings':17}"
+                         f" {rate:8.1f} images/s over {n} ({rate / base:.2f}x image-only)")
+    return lines
+
+
+def run_titles(args: argparse.Namespace, build_catalog, e2e_rate) -> None:  # type: ignore[no-untyped-def]
+    """bench/classify.py --titles: every figure of issue 15 from one run (module doc above)."""
+    from catalog.db import open_catalog
+    from classifier import title_model as T
+
+    t0 = time.perf_counter()
+    _data, titled, arabic = titled_homes(args, build_catalog)
+    cat = open_catalog(Settings.load(home=titled, env={}))
+    image = train_model(cat, args, "image")
+    fused = train_model(cat, args, "image+title")
+    rows = [("image-only model", image_only_score(cat, image.version))]
+    modes = titled_scores(cat, fused.version)
+    rows += [("title-aware, given title only", modes[T.TITLE]),
+             ("title-aware, given image+title", modes[T.BOTH]),
+             ("title-aware, given image only", modes[T.IMAGE])]
+    few_image = train_model(cat, args, "image", per_class=20)
+    few_fused = train_model(cat, args, "image+title", per_class=20)
+    rows += [("20/class image-only model", image_only_score(cat, few_image.version)),
+             ("20/class title-aware, image+title", titled_scores(cat, few_fused.version)[T.BOTH])]
+    rates = predict_rates(cat, {"image-only": (image.version, image.model_id),
+                                "image+title": (fused.version, fused.model_id)},
+                          args.repeats, e2e_rate)
+    cat.close()
+    arabic_lines = arabic_check(arabic, args)
+    print(f"\ntitle-aware bench (issue 15){f', --limit {args.limit}' if args.limit else ''}: "
+          f"the frozen test split of {titled.parent.parent / 'home'}; load average "
+          f"{os.getloadavg()[0]:.1f}")
+    for name, s in rows:
+        print(row(name, s))
+    gap = 100 * (modes[T.IMAGE].top1 - rows[0][1].top1)  # type: ignore[attr-defined]
+    print(f"  title-aware given image only vs the image-only model: {gap:+.2f} points")
+    print("\n".join(rates + arabic_lines))
+    print(f"targets: image+title top-1 >= 99.5%, macro-F1 >= 0.98; image only within 0.5 points; "
+          f"20/class image+title >= 97%; Arabic {ARABIC_CLASS} >= 95%; predict with titles "
+          f"within 10% of image-only. total {time.perf_counter() - t0:.0f} s")
