@@ -10,6 +10,7 @@ need only the head: the same numbers the head was trained on, without decoding t
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ from classifier.registry import get_model, load_keras, model_path
 Progress = Callable[[int, int], None]
 TopK = list[tuple[str, float]]
 SCOPES = ("unlabelled", "all")
+PREDICT_BATCH = 256  # images per forward pass (and per decoded chunk)
 
 
 def check_top_k(k: int, classes: int) -> None:
@@ -146,12 +148,31 @@ class Classifier:
     def classify_many(
         self, blobs: Sequence[bytes], top_k: int = DEFAULT_TOP_K
     ) -> list[TopK | ImageRejected]:
-        """Like classify_bytes for many images in one batch; bad ones come back as errors."""
-        prepared = self.prepare_many(blobs)
+        """Like classify_bytes for many images; bad ones come back as errors.
+
+        Chunks are decoded in a worker thread while the model runs on the previous chunk
+        (OpenCV releases the GIL), as predict_catalog's tf.data stream does for catalog files.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        check_top_k(top_k, len(self.classes))
+        out: list[TopK | ImageRejected] = []
+        pending: deque[Future[list[np.ndarray | ImageRejected]]] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
+            for start in range(0, len(blobs), PREDICT_BATCH):
+                pending.append(pool.submit(self.prepare_many, blobs[start:start + PREDICT_BATCH]))
+                if len(pending) > 1:
+                    out += self._rank(pending.popleft().result(), top_k)
+            while pending:
+                out += self._rank(pending.popleft().result(), top_k)
+        return out
+
+    def _rank(self, prepared: list[np.ndarray | ImageRejected], top_k: int
+              ) -> list[TopK | ImageRejected]:
         good = [p for p in prepared if isinstance(p, np.ndarray)]
-        shape = (0, self.image_size, self.image_size, 3)
-        ranked = iter(self.top_k(self.probabilities(np.stack(good) if good else np.zeros(shape)),
-                                 top_k))
+        if not good:
+            return list(prepared)  # only errors
+        ranked = iter(self.top_k(self.probabilities(np.stack(good)), top_k))
         return [next(ranked) if isinstance(p, np.ndarray) else p for p in prepared]
 
 
