@@ -171,7 +171,7 @@ class Classifier:
               ) -> list[TopK | ImageRejected]:
         good = [p for p in prepared if isinstance(p, np.ndarray)]
         if not good:
-            return list(prepared)  # only errors
+            return [p for p in prepared if isinstance(p, ImageRejected)]  # only errors
         ranked = iter(self.top_k(self.probabilities(np.stack(good)), top_k))
         return [next(ranked) if isinstance(p, np.ndarray) else p for p in prepared]
 
