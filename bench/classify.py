@@ -7,6 +7,7 @@ throughput end to end (`predict_catalog`: decode, predict, write) next to raw
 20 and 10 images per class, test on the same whole test split).
 
     .venv/bin/python bench/classify.py [--budget-min 15] [--repeats 3] [--few 20,10]
+    .venv/bin/python bench/classify.py --throughput [--repeats 3]   # predict speed only
 
 The catalog is built once under --work (import of a folder of subCategory sub-folders, then
 dedupe so the frozen split is cluster-aware) and reused by later runs; the lite0 embedding

@@ -58,6 +58,7 @@ class Classifier:
         self.temperature = temperature
         self.image_size = image_size
         self.limits = limits
+        self._forward: Any = None  # the traced forward pass (see _run)
 
     @classmethod
     def load(cls, catalog: Catalog, version: str | None = None) -> Classifier:
@@ -107,12 +108,16 @@ class Classifier:
         return np.concatenate(out)
 
     def _run(self, chunk: np.ndarray) -> np.ndarray:
-        """One forward pass; padded to a power of two so odd batch sizes reuse few graphs."""
-        n = len(chunk)
-        size = min(256, 1 << (n - 1).bit_length())
-        x = np.zeros((size, *chunk.shape[1:]), np.float32)
-        x[:n] = chunk
-        return np.asarray(self.model.predict_on_batch(x))[:n]
+        """One forward pass through a graph traced once for any batch size: Keras'
+        predict_on_batch traced again for each new batch shape (seconds for lite0)."""
+        if self._forward is None:
+            import tensorflow as tf
+
+            spec = tf.TensorSpec([None, *chunk.shape[1:]], tf.float32)
+            model = self.model
+            self._forward = tf.function(lambda x: model(x, training=False),
+                                        input_signature=[spec])
+        return np.asarray(self._forward(np.asarray(chunk, np.float32)))
 
     def prepare(self, data: bytes) -> np.ndarray:
         """Validate bytes (raises ImageRejected) and turn them into the model's input."""
