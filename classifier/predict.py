@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import insert, select
@@ -221,7 +221,7 @@ class Classifier:
         keep = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
         if not keep:
             return [p for p in prepared if isinstance(p, ImageRejected)]  # only errors
-        good = np.stack([prepared[i] for i in keep])
+        good = np.stack([cast(np.ndarray, prepared[i]) for i in keep])
         kept_titles = None if titles is None else [titles[i] for i in keep]
         ranked = iter(self.top_k(self.probabilities(good, kept_titles), top_k))
         return [next(ranked) if isinstance(p, np.ndarray) else p for p in prepared]
