@@ -7,6 +7,7 @@ throughput end to end (`predict_catalog`: decode, predict, write) next to raw
 20 and 10 images per class, test on the same whole test split).
 
     .venv/bin/python bench/classify.py [--budget-min 15] [--repeats 3] [--few 20,10]
+    .venv/bin/python bench/classify.py --throughput [--repeats 3]   # predict speed only
 
 The catalog is built once under --work (import of a folder of subCategory sub-folders, then
 dedupe so the frozen split is cluster-aware) and reused by later runs; the lite0 embedding
@@ -82,30 +83,75 @@ def load() -> str:
     return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def raw_rate(clf, images, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    import numpy as np
-
-    x = images.astype(np.float32)
-    clf.raw_probabilities(x[:256])  # warm-up
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        clf.raw_probabilities(x)  # model.predict_on_batch, 256 at a time
-        rates.append(len(x) / (time.perf_counter() - t0))
-    return statistics.median(rates)
+def cpu_clock() -> tuple[float, float]:
+    """(wall, CPU) seconds of this process, TensorFlow's and tf.data's threads included."""
+    return time.perf_counter(), time.process_time()
 
 
-def e2e_rate(cat: Catalog, version: str, model_id: int, repeats: int) -> tuple[float, int]:
+def raw_once(clf, images) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(images/s, CPU ms per image) of the model alone on preloaded tensors."""
+    w0, c0 = cpu_clock()
+    clf.raw_probabilities(images)  # the model, 256 at a time
+    w1, c1 = cpu_clock()
+    return len(images) / (w1 - w0), 1000 * (c1 - c0) / len(images)
+
+
+def e2e_once(cat: Catalog, version: str, model_id: int) -> tuple[float, float, int]:
+    """(images/s, CPU ms per image, images) of predict_catalog over every product: read,
+    decode, predict, write (loading the model not counted)."""
     from classifier.predict import predict_catalog
 
-    rates, n = [], 0
-    for _ in range(repeats):
-        with cat.session() as session:
-            session.execute(delete(Prediction).where(Prediction.model_id == model_id))
-        report = predict_catalog(cat, version, scope="all")
-        n = report.images
-        rates.append(report.images / report.seconds)
-    return statistics.median(rates), n
+    with cat.session() as session:
+        session.execute(delete(Prediction).where(Prediction.model_id == model_id))
+    c0 = time.process_time()
+    report = predict_catalog(cat, version, scope="all")
+    cpu = time.process_time() - c0  # includes loading: subtract it at the wall's rate
+    cpu_run = cpu * report.seconds / max(1e-9, report.seconds + report.load_seconds)
+    return report.images / report.seconds, 1000 * cpu_run / max(1, report.images), report.images
+
+
+def throughput(cat: Catalog, version: str, model_id: int, kept: str | None,
+               args: argparse.Namespace) -> dict[str, Any]:
+    """End to end on images the model has not seen (no embedding cache) and raw
+    model.predict, interleaved (raw, e2e, raw, e2e, ...) so both see the same load; medians."""
+    import numpy as np
+
+    from classifier.pipeline import decode_files
+    from classifier.predict import Classifier
+
+    clf = Classifier.load(cat, version)
+    paths = [str(p) for p in sorted(cat.settings.images_dir.rglob("*.jpg"))][: args.raw_images]
+    preloaded = decode_files(paths, clf.image_size).images.astype(np.float32)
+    clf.raw_probabilities(preloaded[:256])  # warm-up (tracing)
+    out: dict[str, Any] = {"cached_rate": None}
+    if kept == "head":  # its training images' embeddings are cached: that pace first
+        out["cached_rate"] = statistics.median(
+            e2e_once(cat, version, model_id)[0] for _ in range(args.repeats))
+    cache = cat.settings.home / "embeddings"
+    aside = cache.with_name("embeddings-aside")
+    if cache.exists():
+        cache.rename(aside)
+    raws, e2es = [], []
+    try:
+        for _ in range(args.repeats):
+            raws.append(raw_once(clf, preloaded))
+            e2es.append(e2e_once(cat, version, model_id))
+            print(f"    raw {raws[-1][0]:.1f} img/s {raws[-1][1]:.2f} CPU ms/img; end to end "
+                  f"{e2es[-1][0]:.1f} img/s {e2es[-1][1]:.2f} CPU ms/img; {load()}", flush=True)
+    finally:
+        if aside.exists():
+            aside.rename(cache)
+    med = statistics.median
+    out.update(raw_rate=med(r for r, _c in raws), raw_cpu=med(c for _r, c in raws),
+               e2e_rate=med(r for r, _c, _n in e2es), e2e_cpu=med(c for _r, c, _n in e2es),
+               images=e2es[0][2], raw_images=len(preloaded))
+    print(f"  predict end to end {out['e2e_rate']:.1f} images/s ({out['e2e_cpu']:.2f} CPU ms "
+          f"each) over {out['images']} unseen images, raw model.predict {out['raw_rate']:.1f} "
+          f"images/s ({out['raw_cpu']:.2f} CPU ms each) over {out['raw_images']}: "
+          f"{out['e2e_rate'] / out['raw_rate']:.2f} of raw by wall clock, "
+          f"{out['raw_cpu'] / out['e2e_cpu']:.2f} by CPU time (medians of {args.repeats}); "
+          f"{load()}", flush=True)
+    return out
 
 
 def train_once(cat: Catalog, arch: str, args: argparse.Namespace, per_class: int | None,
@@ -136,30 +182,10 @@ def train_once(cat: Catalog, arch: str, args: argparse.Namespace, per_class: int
 
 
 def run_full(cat: Catalog, arch: str, args: argparse.Namespace) -> dict[str, Any]:
-    from classifier.pipeline import decode_files
-    from classifier.predict import Classifier
-
     if arch == "lite0":  # a cold cache: the head-only time includes computing embeddings
         shutil.rmtree(cat.settings.home / "embeddings", ignore_errors=True)
     result, report = train_once(cat, arch, args, None, args.seed)
-    clf = Classifier.load(cat, result.version)
-    e2e, n = e2e_rate(cat, result.version, result.model_id, args.repeats)
-    cold = None
-    if result.kept == "head":  # it used cached embeddings: also measure new images' pace
-        cache = cat.settings.home / "embeddings"
-        aside = cache.with_name("embeddings-aside")
-        cache.rename(aside)
-        try:
-            cold, _n = e2e_rate(cat, result.version, result.model_id, args.repeats)
-        finally:
-            aside.rename(cache)
-        print(f"  [{arch}] predict end to end without the embedding cache {cold:.1f} images/s",
-              flush=True)
-    paths = [str(p) for p in sorted(cat.settings.images_dir.rglob("*.jpg"))][: args.raw_images]
-    preloaded = decode_files(paths, result.image_size).images
-    raw = raw_rate(clf, preloaded, args.repeats)
-    print(f"  [{arch}] predict end to end {e2e:.1f} images/s over {n}, raw {raw:.1f} images/s "
-          f"over {len(paths)}; {load()}", flush=True)
+    rates = throughput(cat, result.version, result.model_id, result.kept, args)
     head = (None if result.head_seconds is None
             else result.decode_seconds + result.head_seconds)
     return {
@@ -168,8 +194,28 @@ def run_full(cat: Catalog, arch: str, args: argparse.Namespace) -> dict[str, Any
         "ece_before": report.ece_before, "ece_after": report.ece_after,
         "train_s": result.decode_seconds + result.train_seconds, "head_s": head,
         "how": result.kept or f"{result.epochs_run} ep",
-        "e2e_rate": e2e, "raw_rate": raw, "cold_rate": cold,
+        "e2e_rate": rates["e2e_rate"], "raw_rate": rates["raw_rate"],
+        "cached_rate": rates["cached_rate"],
     }
+
+
+def run_throughput(cat: Catalog, args: argparse.Namespace) -> None:
+    """--throughput: only predict end to end vs raw, with the newest full-data lite0 model
+    of the work catalog (trained first, within --budget-min, if there is none)."""
+    from catalog.models import Model
+
+    with cat.session() as session:
+        rows = session.scalars(select(Model).where(Model.architecture == "lite0")
+                               .order_by(Model.id.desc())).all()
+        row = next((r for r in rows if not (r.metrics or {}).get("config", {}).get(
+            "max_per_class")), None)
+        found = None if row is None else (row.version, row.id,
+                                          (row.metrics or {}).get("train", {}).get("kept"))
+    if found is None:
+        result, _report = train_once(cat, "lite0", args, None, args.seed)
+        found = (result.version, result.model_id, result.kept)
+    print(f"throughput of model {found[0]} (lite0, kept {found[2]})", flush=True)
+    throughput(cat, *found, args)
 
 
 def run_few(cat: Catalog, arch: str, per_class: int, args: argparse.Namespace
@@ -185,7 +231,7 @@ def run_few(cat: Catalog, arch: str, per_class: int, args: argparse.Namespace
         "ece_after": med(r.ece_after for r in reports),
         "train_s": med(res.decode_seconds + res.train_seconds for res, _r in runs),
         "head_s": None, "how": ",".join(res.kept or f"{res.epochs_run}ep" for res, _r in runs),
-        "e2e_rate": None, "raw_rate": None, "cold_rate": None,
+        "e2e_rate": None, "raw_rate": None, "cached_rate": None,
     }
 
 
@@ -206,12 +252,12 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
               f"{r['train_s']:7.0f} {fmt(r['head_s'], '6.0f'):>6} "
               f"{fmt(r['e2e_rate'], '9.1f'):>9} {fmt(r['raw_rate'], '9.1f'):>9} "
               f"{fmt(ratio, '7.2f'):>7}  {r['how']}")
-        if r["cold_rate"]:
-            print(f"{'':8} {'':9} {'':3} predict end to end without the embedding cache: "
-                  f"{r['cold_rate']:.1f} images/s, {r['cold_rate'] / r['raw_rate']:.2f} of raw")
-    print("e2e: predict_catalog over every image (a head-only lite0 model reads the embeddings "
-          "cached in training);\nraw: model.predict_on_batch on preloaded tensors; head s: "
-          "decoding + embeddings + head (lite0)")
+        if r["cached_rate"]:
+            print(f"{'':8} {'':9} {'':3} predict end to end on its training images (embeddings "
+                  f"cached): {r['cached_rate']:.1f} images/s")
+    print("e2e: predict_catalog over every image, none of them in the embedding cache (read, "
+          "decode, predict, write);\nraw: the model alone on preloaded tensors, interleaved "
+          "with e2e; head s: decoding + embeddings + head (lite0)")
 
 
 def main() -> None:
@@ -233,9 +279,15 @@ def main() -> None:
     parser.add_argument("--few-archs", default="lite0,compact")
     parser.add_argument("--few-repeats", type=int, default=3)
     parser.add_argument("--verbose", action="store_true", help="print every epoch")
+    parser.add_argument("--throughput", action="store_true",
+                        help="only predict end to end vs raw (newest lite0 model, or train one)")
     args = parser.parse_args()
     print(f"start: {load()}", flush=True)
     cat = build_catalog(args.work, args.data)
+    if args.throughput:
+        run_throughput(cat, args)
+        cat.close()
+        return
     rows = [run_full(cat, arch, args) for arch in args.archs.split(",") if arch]
     for per_class in [int(n) for n in args.few.split(",") if n]:
         rows += [run_few(cat, arch, per_class, args) for arch in args.few_archs.split(",")]

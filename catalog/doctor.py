@@ -116,12 +116,8 @@ def _check_images(catalog: Catalog, report: DoctorReport, cutoff: float) -> None
         rel = f.relative_to(home).as_posix()
         if rel in known:
             on_disk.add(rel)
-        elif _younger(f, cutoff):
-            report.in_flight.append(f)
-        elif f.name.startswith(TEMP_PREFIX):
-            report.temp_files.append(f)
         else:
-            report.orphan_files.append(f)
+            _sort_unknown(f, cutoff, report, report.orphan_files)
     report.missing_files = sorted(sha for path, sha in known.items() if path not in on_disk)
 
 
@@ -137,14 +133,18 @@ def _check_models(catalog: Catalog, report: DoctorReport, cutoff: float) -> None
         return
     for f in sorted(models_dir.glob("*.keras")):  # temp files (".tmp-…") too
         rel = f.relative_to(home).as_posix()
-        if rel in rows:
-            continue
-        if _younger(f, cutoff):
-            report.in_flight.append(f)
-        elif f.name.startswith(TEMP_PREFIX):
-            report.temp_files.append(f)
-        else:
-            report.orphan_models.append(f)
+        if rel not in rows:
+            _sort_unknown(f, cutoff, report, report.orphan_models)
+
+
+def _sort_unknown(f: Path, cutoff: float, report: DoctorReport, orphans: list[Path]) -> None:
+    """A file no row names: in flight (a writer may commit it yet), a temp file, or an orphan."""
+    if _younger(f, cutoff):
+        report.in_flight.append(f)
+    elif f.name.startswith(TEMP_PREFIX):
+        report.temp_files.append(f)
+    else:
+        orphans.append(f)
 
 
 def _younger(f: Path, cutoff: float) -> bool:

@@ -10,9 +10,10 @@ need only the head: the same numbers the head was trained on, without decoding t
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import insert, select
@@ -33,6 +34,7 @@ from classifier.registry import get_model, load_keras, model_path
 Progress = Callable[[int, int], None]
 TopK = list[tuple[str, float]]
 SCOPES = ("unlabelled", "all")
+PREDICT_BATCH = 256  # images per forward pass (and per decoded chunk)
 
 
 def check_top_k(k: int, classes: int) -> None:
@@ -58,6 +60,7 @@ class Classifier:
         self.limits = limits
         # title-aware models: a title_model.ModeCalibration (one temperature per input mode)
         self.calibration = calibration
+        self._forward: Any = None  # the traced forward pass (see _run)
 
     @property
     def reads_titles(self) -> bool:
@@ -142,12 +145,16 @@ class Classifier:
         return np.concatenate(out)
 
     def _run(self, chunk: np.ndarray) -> np.ndarray:
-        """One forward pass; padded to a power of two so odd batch sizes reuse few graphs."""
-        n = len(chunk)
-        size = min(256, 1 << (n - 1).bit_length())
-        x = np.zeros((size, *chunk.shape[1:]), np.float32)
-        x[:n] = chunk
-        return np.asarray(self.model.predict_on_batch(x))[:n]
+        """One forward pass through a graph traced once for any batch size: Keras'
+        predict_on_batch traced again for each new batch shape (seconds for lite0)."""
+        if self._forward is None:
+            import tensorflow as tf
+
+            spec = tf.TensorSpec([None, *chunk.shape[1:]], tf.float32)
+            model = self.model
+            self._forward = tf.function(lambda x: model(x, training=False),
+                                        input_signature=[spec])
+        return np.asarray(self._forward(np.asarray(chunk, np.float32)))
 
     def prepare(self, data: bytes) -> np.ndarray:
         """Validate bytes (raises ImageRejected) and turn them into the model's input."""
@@ -187,14 +194,36 @@ class Classifier:
         self, blobs: Sequence[bytes], top_k: int = DEFAULT_TOP_K,
         titles: Sequence[str | None] | None = None,
     ) -> list[TopK | ImageRejected]:
-        """Like classify_bytes for many images in one batch; bad ones come back as errors."""
-        prepared = self.prepare_many(blobs)
+        """Like classify_bytes for many images; bad ones come back as errors.
+
+        Chunks are decoded in a worker thread while the model runs on the previous chunk
+        (OpenCV releases the GIL), as predict_catalog's tf.data stream does for catalog files.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        check_top_k(top_k, len(self.classes))
+        out: list[TopK | ImageRejected] = []
+        pending: deque[Future[list[np.ndarray | ImageRejected]]] = deque()
+        chunk_titles: deque[Sequence[str | None] | None] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
+            for start in range(0, len(blobs), PREDICT_BATCH):
+                chunk = slice(start, start + PREDICT_BATCH)
+                pending.append(pool.submit(self.prepare_many, blobs[chunk]))
+                chunk_titles.append(None if titles is None else titles[chunk])
+                if len(pending) > 1:
+                    out += self._rank(pending.popleft().result(), chunk_titles.popleft(), top_k)
+            while pending:
+                out += self._rank(pending.popleft().result(), chunk_titles.popleft(), top_k)
+        return out
+
+    def _rank(self, prepared: list[np.ndarray | ImageRejected],
+              titles: Sequence[str | None] | None, top_k: int) -> list[TopK | ImageRejected]:
         keep = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
-        good = [p for p in prepared if isinstance(p, np.ndarray)]
-        shape = (0, self.image_size, self.image_size, 3)
+        if not keep:
+            return [p for p in prepared if isinstance(p, ImageRejected)]  # only errors
+        good = np.stack([cast(np.ndarray, prepared[i]) for i in keep])
         kept_titles = None if titles is None else [titles[i] for i in keep]
-        ranked = iter(self.top_k(self.probabilities(
-            np.stack(good) if good else np.zeros(shape), kept_titles), top_k))
+        ranked = iter(self.top_k(self.probabilities(good, kept_titles), top_k))
         return [next(ranked) if isinstance(p, np.ndarray) else p for p in prepared]
 
 

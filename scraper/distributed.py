@@ -39,11 +39,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 from catalog.db import Catalog, open_catalog, retry_locked
 from catalog.images import Limits
+from catalog.locks import writing
 from catalog.settings import Settings
 from scraper.errors import BadStartUrl, CrawlFailed, ItemNotSaved
 from scraper.persist import SaveOutcome, finish_run, save_product, start_run
 from scraper.report import COUNTERS, KEEP_DETAILS, CrawlReport
-from scraper.run import CrawlContext, CrawlOptions, Progress, check_start_url, scrapy_settings
+from scraper.run import (
+    CrawlContext,
+    CrawlOptions,
+    Progress,
+    cannot_resume,
+    check_start_url,
+    scrapy_settings,
+)
 
 JOBS_KEY = "slashcat:crawl-jobs"
 ALIVE_TTL_MS = 5000  # a worker silent this long is taken for dead
@@ -111,23 +119,33 @@ class Job:
 
 def crawl_distributed(catalog: Catalog, url: str, redis_url: str, workers: int = 2,
                       store_name: str | None = None, progress: Progress | None = None,
-                      options: CrawlOptions | None = None) -> CrawlReport:
+                      options: CrawlOptions | None = None, resume: bool = False) -> CrawlReport:
     """Crawl a storefront with `workers` local processes sharing the Redis frontier.
 
     Resumes the store's unfinished job if Redis still has one (its queue and seen set); the
-    job's keys are deleted once the queue is empty and every worker has finished.
+    job's keys are deleted once the queue is empty and every worker has finished. Holds the
+    home's writers lock as the single crawl does, so `doctor --fix` waits for it.
     """
     if workers < 1:
         raise BadStartUrl(f"--workers must be at least 1, not {workers}")
     url = check_start_url(url)
-    opts = options or CrawlOptions()
     client = connect(redis_url)
+    with writing(catalog.settings.home):
+        return _crawl_distributed(catalog, url, redis_url, client, workers, store_name,
+                                  progress, options or CrawlOptions(), resume)
+
+
+def _crawl_distributed(catalog: Catalog, url: str, redis_url: str, client: Any, workers: int,
+                       store_name: str | None, progress: Progress | None, opts: CrawlOptions,
+                       resume: bool) -> CrawlReport:
     name = store_name or urlsplit(url).netloc
     prefix = job_prefix(name)
     store_id, run_id = start_run(catalog, name, url, {
         "start_url": url, "redis": redact(redis_url), "workers": workers,
         "max_products": opts.max_products, "allow_domains": list(opts.allow_domains)})
     report = CrawlReport(store=name, start_url=url, run_id=run_id)
+    if resume and not client.exists(f"{prefix}:job"):
+        report.notice = cannot_resume(name, "Redis holds no interrupted crawl to continue")
     status = "failed"
     with _writer_server(catalog) as writer:
         job = Job(redis_url, prefix, url, name, store_id, run_id, workers, opts,
@@ -409,7 +427,8 @@ def join_crawl(settings: Settings, redis_url: str, store_name: str | None = None
         if progress is not None:
             progress(snapshot)
 
-    status = run_worker(settings, job, keep, direct_writes=not local)
+    with writing(settings.home):
+        status = run_worker(settings, job, keep, direct_writes=not local)
     report = report_holder[0] if report_holder else CrawlReport(store=job.store_name)
     report.status = status
     if status.startswith("stopped: redis"):
@@ -579,7 +598,7 @@ def crawl_shops(catalog: Catalog, urls: list[str], *, redis_url: str | None = No
         try:
             if redis_url:
                 report = crawl_distributed(catalog, url, redis_url, workers, store_name,
-                                           progress, opts)
+                                           progress, opts, resume)
             else:
                 report = crawl(catalog, url, store_name=store_name, resume=resume,
                                progress=progress, options=opts)

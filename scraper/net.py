@@ -14,7 +14,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from catalog.errors import InvalidInput
@@ -129,3 +131,21 @@ def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
         raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     return sock
+
+
+def serve_in_thread(server: Any, sockets: list[socket.socket], name: str,
+                    timeout: float = 60.0) -> threading.Thread:
+    """Run a `uvicorn.Server` on `sockets` in a daemon thread (the web page in tests and the
+    benchmark, the demo shop); returns once it serves. When it stops or stalls during start-up
+    it is told to exit and InvalidInput is raised (the caller closes its sockets)."""
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, name=name,
+                              daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(10)
+            raise InvalidInput(f"{name} did not start within {timeout:.0f} s")
+        time.sleep(0.01)
+    return thread

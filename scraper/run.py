@@ -191,6 +191,11 @@ def resume_notice(jobdir: Path, store_name: str) -> str | None:
         why = "there is no interrupted crawl to continue"
     else:
         return None
+    return cannot_resume(store_name, why)
+
+
+def cannot_resume(store_name: str, why: str) -> str:
+    """The notice of a --resume that has nothing to continue (single and Redis crawls)."""
     return (f"cannot resume {store_name}: {why}; crawling it again incrementally instead "
             "(stored products and images are not fetched twice)")
 

@@ -377,6 +377,27 @@ def test_classify_bytes_and_bad_input(trained_catalog: Catalog) -> None:
         clf.probabilities(np.zeros((1, 48, 48, 3), np.uint8))
 
 
+def test_classify_many_over_several_chunks_keeps_order(
+    trained_catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks decode in a worker thread while the model runs: answers stay in input order,
+    a chunk of only bad images is fine, and every answer is what one image alone gets."""
+    from classifier import predict
+    from classifier.predict import Classifier
+
+    monkeypatch.setattr(predict, "PREDICT_BATCH", 2)  # 7 blobs: four chunks
+    clf = Classifier.load(trained_catalog)
+    good = [shape_image(*SHAPES[name], seed) for seed, name in enumerate(sorted(SHAPES))][:4]
+    blobs = [good[0], b"", b"nope", good[1], good[2], b"x", good[3]]
+    results = clf.classify_many(blobs, top_k=2)
+    assert len(results) == len(blobs)
+    for blob, got in zip(blobs, results, strict=True):
+        if blob in good:
+            assert got == clf.classify_bytes(blob, 2)
+        else:
+            assert isinstance(got, ImageRejected)
+
+
 def test_model_entry_with_another_image_size_is_refused(trained_catalog: Catalog) -> None:
     from classifier.predict import Classifier
 

@@ -352,3 +352,22 @@ def test_two_workers_store_the_same_image_at_once(tmp_path: Path, make_image: An
     assert rows(tmp_path, "select count(*) from products")[0] == 2
     assert rows(tmp_path, "select count(*) from product_images")[0] == 2
     assert len([p for p in (tmp_path / "images").rglob("*") if p.is_file()]) == 1
+
+
+def test_redis_crawl_holds_the_writers_lock_and_says_when_it_cannot_resume(
+        storefront: Any, redis: Any, redis_url: str, tmp_path: Path) -> None:
+    """As the single crawl does: `doctor --fix` sees a writer while it runs (issue 18), and a
+    --resume with nothing to continue says so instead of passing in silence."""
+    from catalog.locks import alone
+
+    home = tmp_path / "home"
+    proc = slashcat(home, "crawl", storefront.url, "--redis", redis_url, "--workers", "2",
+                    "--resume")
+    wait_for(lambda: count_products(home) >= 5, what="5 products")
+    with alone(home) as no_writer:
+        assert not no_writer
+    code, out = finish(proc)
+    assert code == 0, out
+    assert "cannot resume" in out and "Redis holds no interrupted crawl" in out
+    with alone(home) as no_writer:
+        assert no_writer  # released with the crawl

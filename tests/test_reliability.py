@@ -297,6 +297,34 @@ def test_serve_bounds_the_pixels_it_decodes(cli_server: Any) -> None:
     assert peak_rss_mb(cli_server.proc.pid) - before < 150  # nothing of that was decoded
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.slow
+def test_serve_keeps_little_memory_after_hostile_loads(cli_server: Any) -> None:
+    """Three requests at once of sixteen 9,900 x 9,900 1-bit PNGs (issue 18): refused, and the
+    process does not keep the memory they passed through (malloc_trim after large work)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    url = cli_server.url + "/api/classify"
+    huge = white_png(9900)
+    files = [("files", (f"w{i}.png", huge, "image/png")) for i in range(16)]
+    requests.post(url, files=files[:1], timeout=120)  # warm: first-request allocations
+    before = rss_mb(cli_server.proc.pid)
+    with ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda _: requests.post(url, files=files, timeout=120), range(3)))
+    assert {r.status_code for r in answers} <= {413, 422, 429}
+    after = rss_mb(cli_server.proc.pid)
+    print(f"serve RSS before {before:.0f} MB, after three hostile requests {after:.0f} MB")
+    assert after - before < 100, (before, after)
+
+
 def test_pixel_budget_answers_429_when_full() -> None:
     import threading
 

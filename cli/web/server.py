@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from scraper.net import listen
+from catalog.errors import InvalidInput
+from scraper.net import listen, serve_in_thread
 
 
 def is_loopback(host: str) -> bool:
@@ -62,18 +62,9 @@ def start_in_thread(app: Any, host: str = "127.0.0.1", timeout: float = 60.0) ->
     """Start uvicorn on a free port in a daemon thread; returns once it is serving (warm)."""
     sock = listen(host, 0)
     server = uvicorn_server(app, log_level="warning", access_log=False)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="slashcat-web", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive():
-            sock.close()
-            raise RuntimeError("the web server stopped during start-up")
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise RuntimeError(f"the web server did not start within {timeout:.0f} s")
-        time.sleep(0.02)
+    try:
+        thread = serve_in_thread(server, [sock], "slashcat-web", timeout)
+    except InvalidInput:
+        sock.close()
+        raise
     return Running(url_of(sock), server, thread, sock)

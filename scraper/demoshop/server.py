@@ -22,7 +22,7 @@ from catalog.errors import InvalidInput
 from scraper.demoshop.faults import INTERNAL_HOST, Faults
 from scraper.demoshop.pages import Response, ShopPages, not_found
 from scraper.demoshop.sample import load_manifest
-from scraper.net import listen
+from scraper.net import listen, serve_in_thread
 
 SAMPLE_SHOP = Path(__file__).resolve().parents[2] / "data" / "sample-store"
 START_TIMEOUT_S = 30.0
@@ -138,16 +138,12 @@ class DemoShop:
                                 log_config=None, access_log=False, server_header=False,
                                 timeout_keep_alive=30, timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run,
-                                        kwargs={"sockets": self._sockets}, daemon=True,
-                                        name=f"demoshop-{self.port}")
-        self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise InvalidInput(f"the demo shop did not start on {self.url}")
-            time.sleep(0.01)
+        try:
+            self._thread = serve_in_thread(self._server, self._sockets, f"demoshop-{self.port}",
+                                           START_TIMEOUT_S)
+        except InvalidInput:
+            self.stop()
+            raise InvalidInput(f"the demo shop did not start on {self.url}") from None
         return self
 
     def stop(self) -> None:
