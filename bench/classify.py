@@ -8,6 +8,7 @@ throughput end to end (`predict_catalog`: decode, predict, write) next to raw
 
     .venv/bin/python bench/classify.py [--budget-min 15] [--repeats 3] [--few 20,10]
     .venv/bin/python bench/classify.py --throughput [--repeats 3]   # predict speed only
+    .venv/bin/python bench/classify.py --titles [--limit 30]   # title-aware models (issue 15)
 
 The catalog is built once under --work (import of a folder of subCategory sub-folders, then
 dedupe so the frozen split is cluster-aware) and reused by later runs; the lite0 embedding
@@ -281,8 +282,14 @@ def main() -> None:
     parser.add_argument("--verbose", action="store_true", help="print every epoch")
     parser.add_argument("--throughput", action="store_true",
                         help="only predict end to end vs raw (newest lite0 model, or train one)")
+    from title_model import add_titles_arguments, run_titles  # bench/, beside this file
+
+    add_titles_arguments(parser)
     args = parser.parse_args()
     print(f"start: {load()}", flush=True)
+    if args.titles:  # issue 15's figures: bench/title_model.py on this catalog's split
+        run_titles(args, build_catalog, e2e_once)
+        return
     cat = build_catalog(args.work, args.data)
     if args.throughput:
         run_throughput(cat, args)

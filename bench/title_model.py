@@ -373,7 +373,9 @@ def add_titles_arguments(parser: argparse.ArgumentParser) -> None:
         "--titles", action="store_true",
         help="instead: image-only vs title-aware models (issue 15) on the same frozen split "
              "(bench/title_model.py); --limit N: a quick check on N images per class")
-    parser.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--limit", type=int, default=None,
+                        help="with --titles: at most N (>= 30) images per class, a quick check "
+                             "under <--work>-limitN")
 
 
 def subset_data(src: Path, out: Path, per_class: int) -> Path:
@@ -550,28 +552,39 @@ def arabic_check(home: Path, args: argparse.Namespace) -> list[str]:
 
 
 def predict_rates(cat, versions: dict[str, tuple[str, int]], repeats: int,  # type: ignore[no-untyped-def]
-                  e2e_rate) -> list[str]:
-    """predict_catalog images/s per model, with the embedding cache and without (new images),
-    the models alternating so the machine's load falls on both alike."""
+                  e2e_once) -> list[str]:
+    """predict_catalog per model (classify.py's e2e_once: images/s and CPU ms per image),
+    with the embedding cache and without (new images), the models interleaved so the
+    machine's load falls on both alike; medians of `repeats`."""
     cache = cat.settings.home / "embeddings"
     aside = cache.with_name("embeddings-aside")
     lines = []
+    for version, model_id in versions.values():  # warm-up: the process's first graphs
+        e2e_once(cat, version, model_id)
     for cold in (False, True):
         if cold:
             cache.rename(aside)
+        runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in versions}
         try:
-            rates = {name: e2e_rate(cat, v, mid, repeats) for name, (v, mid) in versions.items()}
+            for _ in range(repeats):
+                for name, (version, model_id) in versions.items():
+                    runs[name].append(e2e_once(cat, version, model_id))
         finally:
             if cold:
                 aside.rename(cache)
-        base = rates["image-only"][0]
-        for name, (rate, n) in rates.items():
-            lines.append(f"  predict {name:<12} {'new images' if cold else 'cached embeddings':17}"
-                         f" {rate:8.1f} images/s over {n} ({rate / base:.2f}x image-only)")
+        med = {name: (statistics.median(r for r, _c, _n in got),
+                      statistics.median(c for _r, c, _n in got), got[0][2])
+               for name, got in runs.items()}
+        base_rate, base_cpu, _n = med["image-only"]
+        for name, (rate, cpu, n) in med.items():
+            lines.append(
+                f"  predict {name:<12} {'new images' if cold else 'cached embeddings':17} "
+                f"{rate:8.1f} images/s ({rate / base_rate:.2f}x image-only), {cpu:6.2f} CPU ms "
+                f"per image ({cpu / base_cpu:.2f}x) over {n}")
     return lines
 
 
-def run_titles(args: argparse.Namespace, build_catalog, e2e_rate) -> None:  # type: ignore[no-untyped-def]
+def run_titles(args: argparse.Namespace, build_catalog, e2e_once) -> None:  # type: ignore[no-untyped-def]
     """bench/classify.py --titles: every figure of issue 15 from one run (module doc above)."""
     from catalog.db import open_catalog
     from classifier import title_model as T
@@ -592,7 +605,7 @@ def run_titles(args: argparse.Namespace, build_catalog, e2e_rate) -> None:  # ty
              ("20/class title-aware, image+title", titled_scores(cat, few_fused.version)[T.BOTH])]
     rates = predict_rates(cat, {"image-only": (image.version, image.model_id),
                                 "image+title": (fused.version, fused.model_id)},
-                          args.repeats, e2e_rate)
+                          args.repeats, e2e_once)
     cat.close()
     arabic_lines = arabic_check(arabic, args)
     print(f"\ntitle-aware bench (issue 15){f', --limit {args.limit}' if args.limit else ''}: "

@@ -452,7 +452,7 @@ def _run_titled(
     product with that product's title, calibrated in the product's own input mode."""
     from classifier.embeddings import EmbeddingStore
     from classifier.pipeline import file_batches
-    from classifier.title_model import NAME
+    from classifier.title_model import NAME, forward
     from classifier.titles import product_titles
     from classifier.transfer import backbone_key
 
@@ -472,8 +472,7 @@ def _run_titled(
     for images, batch_positions in file_batches([work.paths[i] for i in todo],
                                                 clf.image_size, batch_size):
         pos = np.asarray([todo[i] for i in batch_positions.numpy().tolist()], np.int64)
-        feats = np.asarray(backbone.predict_on_batch(images.numpy().astype(np.float32)),
-                           np.float32)
+        feats = np.asarray(forward(backbone)(images.numpy().astype(np.float32)), np.float32)
         _write_titled(catalog, clf, fused, ids, work, pos, feats, titles, top_k, report, done)
         if progress:
             progress(len(done), len(work.paths))
