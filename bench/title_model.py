@@ -473,7 +473,7 @@ def train_model(cat, args: argparse.Namespace, inputs: str, per_class: int | Non
     t0 = time.perf_counter()
     result = train(cat, config)
     print(f"  trained {result.version} ({inputs}"
-          f"{'' if per_class is None else f', {per_class}/class'}) in "
+          f"{'' if per_class is None else f', {per_class}/class'}; kept {result.kept or '-'}) in "
           f"{time.perf_counter() - t0:.0f} s; load average {os.getloadavg()[0]:.1f}", flush=True)
     return result
 
@@ -555,7 +555,9 @@ def predict_rates(cat, versions: dict[str, tuple[str, int]], repeats: int,  # ty
                   e2e_once) -> list[str]:
     """predict_catalog per model (classify.py's e2e_once: images/s and CPU ms per image),
     with the embedding cache and without (new images), the models interleaved so the
-    machine's load falls on both alike; medians of `repeats`."""
+    machine's load falls on both alike; medians of `repeats`. "new images" is the like-for-
+    like figure: with the cache, a title-aware model always reads embeddings (its backbone is
+    the pretrained one) while an image-only model does only if it kept its head-only stage."""
     cache = cat.settings.home / "embeddings"
     aside = cache.with_name("embeddings-aside")
     lines = []
