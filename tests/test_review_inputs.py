@@ -12,21 +12,26 @@ The review catalog (helpers/review.py) gets per-input guesses written into its p
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_review_screen import Tmux, slashcat_command
 
 from catalog.categories import ensure_category
 from catalog.models import Prediction
 from catalog.review import QueueFilter, load_item, queue_ids
 
-from helpers.review import BAGS, SHOES, TOP, WATCHES, ReviewData
+from helpers.review import (
+    BAGS,
+    SHOES,
+    TOP,
+    WATCHES,
+    ReviewData,
+    Tmux,
+    review_screen,
+    slashcat_command,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
 
@@ -100,21 +105,9 @@ def test_disagreements_listing_in_a_script(guessed: ReviewData) -> None:
 
 @pytest.fixture
 def tmux_disagreements(guessed: ReviewData) -> Iterator[Tmux]:
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed (.ci/run installs it)")
-    folder = Path(tempfile.mkdtemp(prefix="sc-tmux-"))
-    t = Tmux(folder / "sock")
-    command = shlex.join(["env", "-u", "COLUMNS", "-u", "LINES", *slashcat_command(), "--home",
-                          str(guessed.catalog.settings.home), "review", "--disagreements",
-                          "--images", "halfcell"])
-    t.run("new-session", "-d", "-x", "160", "-y", "40", "-s", "review",
-          "-c", str(Path(__file__).resolve().parent.parent),
-          f"{command}; echo EXIT=$?; sleep 60")
-    try:
+    with review_screen(guessed.catalog.settings.home, "--disagreements", "--images", "halfcell",
+                       width=160) as t:
         yield t
-    finally:
-        t.run("kill-server", check=False)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_disagreements_screen_explains_the_conflict(tmux_disagreements: Tmux) -> None:

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,7 +16,7 @@ from catalog.labels import current_labels
 from catalog.models import Image, Label
 from catalog.review import QueueFilter, ReviewSession, all_categories
 
-from helpers.review import BAGS, TOP, WATCHES, ReviewData
+from helpers.review import BAGS, TOP, WATCHES, ReviewData, Tmux, review_screen
 
 # textual-image still calls Pillow's deprecated Image.getdata; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Image.Image.getdata:DeprecationWarning")
@@ -41,62 +37,10 @@ def human_labels(data: ReviewData) -> list[Label]:
 # --- a real terminal ------------------------------------------------------------------------
 
 
-class Tmux:
-    """A private tmux server (its socket in a folder of ours) with one 120x40 pane."""
-
-    def __init__(self, socket: Path) -> None:
-        self.socket = socket
-
-    def run(self, *args: str, check: bool = True) -> str:
-        out = subprocess.run(
-            ["tmux", "-S", str(self.socket), *args], capture_output=True, text=True,
-            check=check, timeout=10,
-        )
-        return out.stdout
-
-    def screen(self) -> str:
-        return self.run("capture-pane", "-p", "-t", "review")
-
-    def keys(self, *keys: str, literal: bool = False) -> None:
-        self.run("send-keys", "-t", "review", *(["-l"] if literal else []), *keys)
-
-    def wait_for(self, *texts: str, absent: tuple[str, ...] = (), timeout: float = 15.0) -> str:
-        """Poll the pane until every text is on it and none of `absent` is."""
-        deadline = time.monotonic() + timeout
-        screen = ""
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if all(t in screen for t in texts) and not any(t in screen for t in absent):
-                return screen
-            time.sleep(0.05)
-        raise AssertionError(f"never saw {texts!r} without {absent!r} on the screen:\n{screen}")
-
-
-def slashcat_command() -> list[str]:
-    script = Path(sys.executable).parent / "slashcat"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from cli.app import main; main()"]
-
-
 @pytest.fixture
 def tmux(review_data: ReviewData) -> Iterator[Tmux]:
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed (.ci/run installs it)")
-    home = review_data.catalog.settings.home
-    folder = Path(tempfile.mkdtemp(prefix="sc-tmux-"))  # short: socket paths have a length limit
-    t = Tmux(folder / "sock")
-    # COLUMNS/LINES from the test process would override the pane's real size.
-    command = shlex.join(["env", "-u", "COLUMNS", "-u", "LINES", *slashcat_command(), "--home",
-                          str(home), "review", "--images", "halfcell"])
-    t.run("new-session", "-d", "-x", "120", "-y", "40", "-s", "review",
-          "-c", str(Path(__file__).resolve().parent.parent),
-          f"{command}; echo EXIT=$?; sleep 60")
-    try:
+    with review_screen(review_data.catalog.settings.home, "--images", "halfcell") as t:
         yield t
-    finally:
-        t.run("kill-server", check=False)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_review_in_a_real_terminal(review_data: ReviewData, tmux: Tmux) -> None:

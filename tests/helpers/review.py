@@ -11,7 +11,14 @@ takes. p0's image shares a dedupe cluster with two other images. Model v0 is ina
 
 from __future__ import annotations
 
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -161,3 +168,61 @@ def review_data(
     yield replace(template, catalog=cat)
     cat.close()
 
+
+
+class Tmux:
+    """A private tmux server (its socket in a folder of ours) with one 120x40 pane."""
+
+    def __init__(self, socket: Path) -> None:
+        self.socket = socket
+
+    def run(self, *args: str, check: bool = True) -> str:
+        out = subprocess.run(
+            ["tmux", "-S", str(self.socket), *args], capture_output=True, text=True,
+            check=check, timeout=10,
+        )
+        return out.stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "review")
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        self.run("send-keys", "-t", "review", *(["-l"] if literal else []), *keys)
+
+    def wait_for(self, *texts: str, absent: tuple[str, ...] = (), timeout: float = 15.0) -> str:
+        """Poll the pane until every text is on it and none of `absent` is."""
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if all(t in screen for t in texts) and not any(t in screen for t in absent):
+                return screen
+            time.sleep(0.05)
+        raise AssertionError(f"never saw {texts!r} without {absent!r} on the screen:\n{screen}")
+
+
+def slashcat_command() -> list[str]:
+    script = Path(sys.executable).parent / "slashcat"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from cli.app import main; main()"]
+
+
+@contextmanager
+def review_screen(home: Path, *args: str, width: int = 120) -> Iterator[Tmux]:
+    """`slashcat review ARGS` on `home` in a private tmux pane (width x 40), killed after."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (.ci/run installs it)")
+    folder = Path(tempfile.mkdtemp(prefix="sc-tmux-"))  # short: socket paths have a length limit
+    t = Tmux(folder / "sock")
+    # COLUMNS/LINES from the test process would override the pane's real size.
+    command = shlex.join(["env", "-u", "COLUMNS", "-u", "LINES", *slashcat_command(), "--home",
+                          str(home), "review", *args])
+    t.run("new-session", "-d", "-x", str(width), "-y", "40", "-s", "review",
+          "-c", str(Path(__file__).resolve().parents[2]),
+          f"{command}; echo EXIT=$?; sleep 60")
+    try:
+        yield t
+    finally:
+        t.run("kill-server", check=False)
+        shutil.rmtree(folder, ignore_errors=True)
