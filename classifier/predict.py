@@ -60,6 +60,7 @@ class Classifier:
         self.limits = limits
         # title-aware models: a title_model.ModeCalibration (one temperature per input mode)
         self.calibration = calibration
+        self._forward: Any = None  # the traced forward pass (see _run)
 
     @property
     def reads_titles(self) -> bool:
@@ -144,10 +145,16 @@ class Classifier:
         return np.concatenate(out)
 
     def _run(self, chunk: np.ndarray) -> np.ndarray:
-        """One forward pass through the model's graph traced once for any batch size."""
-        from classifier.title_model import forward
+        """One forward pass through a graph traced once for any batch size: Keras'
+        predict_on_batch traced again for each new batch shape (seconds for lite0)."""
+        if self._forward is None:
+            import tensorflow as tf
 
-        return np.asarray(forward(self.model)(np.asarray(chunk, np.float32)))
+            spec = tf.TensorSpec([None, *chunk.shape[1:]], tf.float32)
+            model = self.model
+            self._forward = tf.function(lambda x: model(x, training=False),
+                                        input_signature=[spec])
+        return np.asarray(self._forward(np.asarray(chunk, np.float32)))
 
     def prepare(self, data: bytes) -> np.ndarray:
         """Validate bytes (raises ImageRejected) and turn them into the model's input."""
