@@ -64,9 +64,11 @@ from scraper.extraction.visible import (
     labelled_id,
     main_heading,
     priced_heading,
+    repeated_cards,
     visible_brand,
     visible_breadcrumb,
     visible_title,
+    without_shop_name,
 )
 
 MAX_IMAGES = 12
@@ -153,6 +155,7 @@ def extract_product_from(doc: Any, base: str, url: str, jsonld: list[dict[str, A
         merge(data, other)
     if readings[0] is None:  # no JSON-LD product, but its breadcrumb still outranks the rest
         data.category_path = jsonld_breadcrumb(jsonld, data.title) or data.category_path
+    data.title = without_shop_name(doc, data.title) or data.title
     fill_from_page(doc, data, skip, shown_price)
     if data.field_sources.get("price") in {"jsonld", "microdata", "rdfa"}:
         shown = shown_over_marked(doc, skip)
@@ -163,8 +166,9 @@ def extract_product_from(doc: Any, base: str, url: str, jsonld: list[dict[str, A
     if fuller:
         data.title = fuller
         data.field_sources["title"] = "title"
-    data.image_urls = absolute_unique([u for u in data.image_urls if not junk_url(u)],
-                                      base)[:MAX_IMAGES]
+    images = absolute_unique([u for u in data.image_urls if not junk_url(u, data.title)], base)
+    # an img without src read as markup resolves to the page itself
+    data.image_urls = [u for u in images if u not in {url, page_url, base}][:MAX_IMAGES]
     return data
 
 
@@ -178,7 +182,8 @@ def fill_from_page(doc: Any, data: ProductData, skip: Callable[[Any], bool],
 
     if data.title is None:
         title, source = visible_title(doc)
-        put("title", title, "visible" if source in {"h1", "title"} else source or "visible")
+        put("title", without_shop_name(doc, title) or title,
+            "visible" if source in {"h1", "title"} else source or "visible")
     if data.price is None:
         amount, currency = shown_price()
         put("price", amount, "visible")
@@ -191,7 +196,7 @@ def fill_from_page(doc: Any, data: ProductData, skip: Callable[[Any], bool],
         put("availability", availability(doc), "visible")
     if data.category_path is None:
         put("category_path", visible_breadcrumb(doc, data.title), "visible")
-    declared = declared_images(doc)
+    declared = declared_images(doc, data.title)
     gallery = gallery_images(doc, data.title, skip)
     if not data.image_urls:
         data.field_sources["image"] = declared[0][0] if declared else "visible"
@@ -219,7 +224,10 @@ def is_product_page(doc: Any, found: list[ProductData], jsonld: list[dict[str, A
     if main_heading(doc) is None:
         return False
     price, _currency = shown_price()
-    return price is not None and 1 <= cart_buttons(doc) <= 3  # a home page has one per tile
+    if price is None:
+        return False
+    buttons = cart_buttons(doc)  # a home page has one per tile, a listing one per card
+    return 1 <= len(buttons) <= 3 and not repeated_cards(buttons)
 
 
 def first_meta(doc: Any, key: str) -> str:

@@ -21,6 +21,11 @@ JUNK_AREA = re.compile(
     r"related|recommend|similar|also|upsell|up-sell|cross-?sell|recent|viewed|carousel-other|"
     r"rr_|rfk_|certona|bought|suggest|complete-the-look|you-may|youmay|sponsored|\bads?\b",
     re.I)
+# The heading of a block of other products ("You may also like", "Related products").
+JUNK_HEADING = re.compile(
+    r"related|recommend|similar|\balso\b|recently|viewed|bought|sponsored|more to love|"
+    r"more from|you might|you may|complete the look|other products|customers who", re.I)
+HEADINGS = {"h2", "h3", "h4", "h5"}
 CHROME_TAGS = {"header", "nav", "footer", "aside"}
 MAIN_HINT = re.compile(r"main|primary|hero|product|zoom|landing|featured|gallery|pdp|large",
                        re.I)
@@ -30,9 +35,21 @@ LAZY_ATTRS = ("data-src", "data-original", "data-lazy-src", "data-lazy", "src")
 SRCSET_ITEM = re.compile(r"\s*(\S+)(?:\s+(\d+(?:\.\d+)?)([wx]))?\s*(?:,|$)")
 
 
-def junk_url(url: str) -> bool:
+def junk_url(url: str, title: str | None = None) -> bool:
+    """A logo, icon, badge, pixel... by its URL; a file named after the product ("Hoodie with
+    Logo": hoodie-with-logo-2.jpg) is the product's photo whatever its words."""
     path = re.sub(r"^(https?:)?//[^/]+", "", url)  # a CDN's host name says nothing
-    return url.startswith("data:") or bool(JUNK_URL.search(path))
+    if url.startswith("data:") or path.lower().split("?")[0].endswith(".svg"):
+        return True
+    if not JUNK_URL.search(path):
+        return False
+    return not (title and named_after(path, title))
+
+
+def named_after(path: str, title: str) -> bool:
+    """The file name holds at least two of the title's words (of 4 letters or more)."""
+    name = set(re.findall(r"[a-z0-9]{4,}", path.rsplit("/", 1)[-1].lower()))
+    return len(name & set(re.findall(r"[a-z0-9]{4,}", title.lower()))) >= 2
 
 
 def in_other_area(element: Any) -> bool:
@@ -61,7 +78,8 @@ def other_area_test(doc: Any) -> Callable[[Any], bool]:
                 break
             path.append(node)
             marks = f"{node.get('class') or ''} {node.get('id') or ''}"
-            if node.tag in CHROME_TAGS or (marks.strip() and JUNK_AREA.search(marks)):
+            if node.tag in CHROME_TAGS or (marks.strip() and JUNK_AREA.search(marks)) or \
+                    headed_as_other(node):
                 result = True
                 break
             node = node.getparent()
@@ -70,6 +88,16 @@ def other_area_test(doc: Any) -> Callable[[Any], bool]:
         return result
 
     return inside
+
+
+def headed_as_other(node: Any) -> bool:
+    """A block whose own heading (its first child, or the heading just before it) names other
+    products: "<div><h2>Products related to this item</h2>...", "<h3>Related</h3><div>..."."""
+    heads = [c for c in node[:1] if c.tag in HEADINGS]
+    before = node.getprevious()
+    if before is not None and before.tag in HEADINGS:
+        heads.append(before)
+    return any(JUNK_HEADING.search(" ".join(h.text_content().split())[:80]) for h in heads)
 
 
 def srcset_largest(srcset: str) -> str | None:
@@ -85,12 +113,60 @@ def srcset_largest(srcset: str) -> str | None:
     return best[1] if best else None
 
 
-def img_url(img: Any) -> str | None:
-    """The best URL of an <img>: its zoom variant, srcset's largest, then lazy-load attributes."""
+BIG_ATTR = re.compile(r"^data-.*(zoom|large|full|hi-?res|big|high)", re.I)
+IMAGE_FILE = re.compile(r"\.(jpe?g|png|webp|gif|avif)(\?|$)", re.I)
+
+
+def url_like(value: str) -> bool:
+    return value.startswith(("http", "//", "/")) and " " not in value
+
+
+def zoom_url(img: Any) -> str | None:
+    """The img's large variant: a zoom attribute (data-zoom-image, data-large_image,
+    data-image-large-src, ...), the largest of a {url: [width, height]} map
+    (data-a-dynamic-image), or the image file its link opens (<a href=big.jpg><img>)."""
     for attr in ZOOM_ATTRS:
         value = (img.get(attr) or "").strip()
-        if value.startswith(("http", "//", "/")):
+        if url_like(value):
             return value
+    for attr, value in img.attrib.items():
+        value = value.strip()
+        if BIG_ATTR.match(attr) and url_like(value):
+            return value
+        if attr.startswith("data-") and value.startswith("{") and "http" in value:
+            found = largest_of_map(value)
+            if found:
+                return found
+    for ancestor in img.iterancestors():
+        if ancestor.tag == "a":
+            href = (ancestor.get("href") or "").strip()
+            return href if url_like(href) and IMAGE_FILE.search(href) else None
+        if ancestor.tag not in {"span", "div", "picture", "figure"}:
+            return None
+    return None
+
+
+def largest_of_map(value: str) -> str | None:
+    """The biggest URL of a JSON {url: [width, height]} attribute; None if it is not one."""
+    import json
+
+    try:
+        sizes = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(sizes, dict):
+        return None
+    areas = [(size[0] * size[1], url) for url, size in sizes.items()
+             if isinstance(size, list) and len(size) == 2 and url_like(url)
+             and all(isinstance(n, int | float) for n in size)]
+    return max(areas)[1] if areas else None
+
+
+def img_url(img: Any) -> str | None:
+    """The best URL of an <img>: its zoom variant, srcset's largest, then lazy-load attributes."""
+    found = zoom_url(img)
+    if found:
+        return found
     for attr in ("data-srcset", "srcset"):
         if img.get(attr):
             found = srcset_largest(img.get(attr))
@@ -121,7 +197,7 @@ def tiny(img: Any) -> bool:
     return False
 
 
-def declared_images(doc: Any) -> list[tuple[str, str]]:
+def declared_images(doc: Any, title: str | None = None) -> list[tuple[str, str]]:
     """(source, url) of the images the page declares as its own picture (one pass over the
     meta tags: this runs on every product page)."""
     keys = {"og:image": 0, "og:image:url": 1, "og:image:secure_url": 2, "twitter:image": 3,
@@ -136,7 +212,7 @@ def declared_images(doc: Any) -> list[tuple[str, str]]:
     for element in doc.iter("link"):
         if element.get("rel") == "image_src" and element.get("href"):
             out.append(("link", element.get("href").strip()))
-    return [(s, u) for s, u in out if u and not junk_url(u)]
+    return [(s, u) for s, u in out if u and not junk_url(u, title)]
 
 
 def gallery_images(doc: Any, title: str | None,
@@ -146,7 +222,7 @@ def gallery_images(doc: Any, title: str | None,
     scored = []
     for index, img in enumerate(doc.xpath("//body//img | //body//picture/source")):
         url = img_url(img)
-        if not url or junk_url(url) or tiny(img) or skip(img):
+        if not url or junk_url(url, title) or tiny(img) or skip(img):
             continue
         alt = (img.get("alt") or img.get("title") or "").lower()
         marks = " ".join(f"{a.get('class') or ''} {a.get('id') or ''}"
@@ -154,7 +230,7 @@ def gallery_images(doc: Any, title: str | None,
         score = 0.0
         if img.get("itemprop") == "image":
             score += 8
-        if any(img.get(a) for a in ZOOM_ATTRS):
+        if zoom_url(img):
             score += 4
         if MAIN_HINT.search(marks):
             score += 2

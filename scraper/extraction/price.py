@@ -37,10 +37,47 @@ def normal_currency(symbol: str | None) -> str | None:
     return codes.get(symbol, symbol.upper() if re.fullmatch(r"[A-Za-z]{3}", symbol) else None)
 
 
+STRUCK_TAGS = {"del", "s", "strike"}
+HIDDEN_CLASS = re.compile(r"sr-only|screen-reader|visually-hidden", re.I)
+
+
+def struck(element: Any) -> bool:
+    """A price shown struck through (the old price): <del>/<s>, line-through style, or a
+    data-*strike* flag ("data-a-strike=true")."""
+    if element.tag in STRUCK_TAGS or "line-through" in (element.get("style") or ""):
+        return True
+    return any("strike" in name and value.lower() in {"", "true", "1"}
+               for name, value in element.attrib.items() if name.startswith("data-"))
+
+
+def struck_within(element: Any, levels: int = 3) -> bool:
+    """The element or one of its nearest ancestors is struck through."""
+    for _ in range(levels + 1):
+        if element is None or not isinstance(element.tag, str):
+            return False
+        if struck(element):
+            return True
+        element = element.getparent()
+    return False
+
+
+def shown_pieces(element: Any) -> Any:
+    """The element's text a shopper reads as its price: not struck-through old prices, not
+    text for screen readers only ("Original price was: $45.00.")."""
+    if element.text:
+        yield element.text
+    for child in element:
+        if isinstance(child.tag, str) and not struck(child) and not HIDDEN_CLASS.search(
+                child.get("class") or ""):
+            yield from shown_pieces(child)
+        if child.tail:
+            yield child.tail
+
+
 def element_text(element: Any) -> str:
     """Text of a price element; separate pieces are joined tight when they are digits only
     ("$<b>339</b><sup>.99</sup>"), else with spaces."""
-    pieces = [p.strip() for p in element.itertext() if p.strip()]
+    pieces = [p.strip() for p in shown_pieces(element) if p.strip()]
     tight = "".join(pieces)
     return tight if re.fullmatch(r"[^\d]*[\d.,]+[^\d]*", tight) else " ".join(pieces)
 
@@ -63,7 +100,7 @@ def visible_price(doc: Any, skip: Any) -> tuple[float | None, str | None]:
         marks = f"{element.get('class') or ''} {element.get('id') or ''}"
         if not PRICE_CLASS.search(marks) or element.tag in {"script", "style", "del", "s"}:
             continue
-        if STRUCK.search(marks) or skip(element) or len(element) > 6:
+        if STRUCK.search(marks) or skip(element) or len(element) > 6 or struck_within(element):
             continue
         text = element_text(element)
         if len(text) > 40 or not CURRENCY.search(text):
@@ -73,9 +110,47 @@ def visible_price(doc: Any, skip: Any) -> tuple[float | None, str | None]:
             candidates.append((0 if after_title else 1, 0 if SALE_CLASS.search(marks) else 1,
                                len(candidates), amount, currency))
     if not candidates:
-        return None, None
+        return lone_price(doc, skip)
     _where, _kind, _order, amount, currency = min(candidates)
     return amount, currency
+
+
+LONE_LOOK = 400  # elements after the <h1>: the price sits near the title
+LONE_TAGS = {"h2", "h3", "h4", "h5", "h6", "p", "span", "div", "strong", "b", "li", "dd", "td"}
+LONE_PRICE = re.compile(r"^\W*(?:[A-Z]{2,3}\W{0,2})?\d[\d.,\s]*(?:[A-Z]{3})?\W*$")
+
+
+def lone_price(doc: Any, skip: Any) -> tuple[float | None, str | None]:
+    """The first element after the page's <h1> whose whole text is one amount with its
+    currency ("<h2>$110.00</h2>"): small shops that give their price no class or markup."""
+    h1 = next(iter(doc.iter("h1")), None)
+    if h1 is None:
+        return None, None
+    for seen, element in enumerate(following(h1)):
+        if seen > LONE_LOOK:
+            break
+        if element.tag not in LONE_TAGS or len(element) > 3:
+            continue
+        text = element_text(element)
+        if len(text) > 20 or not CURRENCY.search(text) or not LONE_PRICE.match(text):
+            continue
+        if struck_within(element) or skip(element):
+            continue
+        amount, currency = read_price(text)
+        if amount is not None:
+            return amount, currency
+    return None, None
+
+
+def following(element: Any) -> Any:
+    """Elements after `element` in document order (not inside it)."""
+    node = element
+    while node is not None:
+        for sibling in node.itersiblings():
+            if isinstance(sibling.tag, str):
+                yield sibling
+                yield from (e for e in sibling.iterdescendants() if isinstance(e.tag, str))
+        node = node.getparent()
 
 
 STANDARD_CLASS = re.compile(r"standard|regular|list|was|old|original|compare|strike", re.I)

@@ -11,15 +11,19 @@ from scraper.extraction.structured import path_without_title
 TITLE_SEPARATORS = re.compile(r"\s+[|:–—-]\s+|\s+[|·•]\s*")
 LABEL = (r"(?<![\w])(SKU|Item\s*(?:#|No\.?|number|code)|Model\s*(?:#|No\.?|number)|MPN|"
          r"MFR\s*#|Part\s*(?:#|No\.?|number)|Style\s*(?:#|No\.?)|Art(?:icle)?\.?\s*No\.?|"
-         r"Product\s*(?:code|ID)|ISBN(?:-13)?|UPC|EAN|GTIN|TCIN)")
+         r"Product\s*(?:code|ID|number|No\.?)|ISBN(?:-13)?|UPC|EAN|GTIN|TCIN|ASIN|"
+         r"R[ée]f(?:[ée]rence|\.)?|Art(?:ikel)?\.?-?\s*Nr\.?|Artikelnummer|Produktnummer|"
+         r"Bestellnummer)")
 ID_LABEL = re.compile(LABEL + r"\s*[:#]?\s*[:#]?\s*([A-Z0-9][A-Z0-9._/-]{2,30})", re.I)
-# A label alone ("ISBN-13:</dt>"): its value sits in the next element.
-LABEL_ONLY = re.compile(r"^\s*" + LABEL + r"\s*[:#]?\s*[:#]?\s*$", re.I)
+# A label alone ("ISBN-13:</dt>", "eBay item number:</span>"): its value sits in the next
+# element. Up to two words may lead in.
+LABEL_ONLY = re.compile(r"^\s*(?:[^\W\d]+\s+){0,2}" + LABEL + r"\s*[:#]?\s*[:#]?\s*$", re.I)
 LABEL_START = re.compile(r"sku|item|model|mpn|mfr|part|style|art|product|isbn|upc|ean|gtin|"
-                         r"tcin", re.I)  # a cheap first look before ID_LABEL
+                         r"tcin|asin|r[ée]f|produkt|bestell", re.I)  # a cheap first look
 BREADCRUMB_SEPARATORS = {"/", ">", "›", "»", "|", "→", "\\"}
 ID_PROPS = ("sku", "productID", "mpn", "gtin13", "gtin", "gtin14", "gtin12", "gtin8", "isbn")
-CART_WORDS = re.compile(r"add[\s-]*to[\s-]*(cart|bag|basket|trolley)|buy[\s-]*now|"
+CART_WORDS = re.compile(r"add[\s-]*to[\s-]*(?:(?:shopping|my)[\s-]*)?(cart|bag|basket|trolley)|"
+                        r"buy[\s-]*(?:it[\s-]*)?now|"
                         r"in den warenkorb|ajouter au panier|añadir al carrito|add_to_cart|"
                         r"addtocart|add-to-cart", re.I)
 
@@ -106,6 +110,21 @@ def fuller_title(doc: Any, name: str | None) -> str | None:
     return None
 
 
+def without_shop_name(doc: Any, name: str | None) -> str | None:
+    """`name` without the shop's name it carries ("Tote — Field & Fold", og:title often
+    does): the part left once og:site_name is dropped, or the part that is the page's <h1>.
+    None when `name` should stay."""
+    parts = [p.strip() for p in TITLE_SEPARATORS.split(name or "") if p.strip()]
+    if len(parts) < 2:
+        return None
+    site = (meta(doc, "og:site_name") or "").casefold()
+    kept = [p for p in parts if p.casefold() != site]
+    if len(kept) == 1:
+        return kept[0]
+    heading = main_heading(doc)
+    return heading if heading and heading.casefold() in {p.casefold() for p in parts} else None
+
+
 HIDDEN = re.compile(r"hdn|hidden|sr-only|visually-hidden|screen-reader|display:\s*none", re.I)
 
 
@@ -162,20 +181,37 @@ def labelled_id(doc: Any, skip: Any) -> str | None:
     return None
 
 
-def cart_buttons(doc: Any) -> int:
-    """How many add-to-cart forms or buttons the page has (a product page has one or two)."""
-    count = 0
-    for element in doc.xpath("//form | //button | //input[@type='submit'] | //a[@id or @class]"):
+def cart_buttons(doc: Any) -> list[Any]:
+    """The page's add-to-cart forms and buttons (a product page has one or two); a button
+    inside a cart form counts once, with its form."""
+    found = []
+    for element in doc.xpath("//form | //button | //input[@type='submit'] | //a[@id or @class]"
+                             " | //*[@role='button']"):
         marks = " ".join(str(element.get(a) or "") for a in ("id", "class", "name", "action",
                                                              "value", "data-action"))
         text = " ".join(element.text_content().split())[:60] if element.tag != "form" else ""
-        if CART_WORDS.search(marks) or CART_WORDS.search(text):
-            count += 1
-            if not any(CART_WORDS.search(" ".join(str(a.get(k) or "") for k in (
-                    "id", "class", "action"))) for a in element.iterancestors()):
-                continue
-            count -= 1  # a button inside a cart form counts once, with its form
-    return count
+        if not (CART_WORDS.search(marks) or CART_WORDS.search(text)):
+            continue
+        if not any(CART_WORDS.search(" ".join(str(a.get(k) or "") for k in (
+                "id", "class", "action"))) for a in element.iterancestors()):
+            found.append(element)
+    return found
+
+
+def repeated_cards(buttons: list[Any]) -> bool:
+    """Two cart buttons that sit in look-alike sibling blocks, each with its own picture:
+    the product cards of a listing, however few ("<li class=product>" twice), not the
+    "Add to cart" and "Buy now" of one product."""
+    if len(buttons) < 2:
+        return False
+    first = [buttons[0], *buttons[0].iterancestors()]
+    second = [buttons[1], *buttons[1].iterancestors()]
+    common = next((a for a in first if a in second), None)
+    if common is None or common is buttons[0] or common is buttons[1]:
+        return False
+    card_a, card_b = first[first.index(common) - 1], second[second.index(common) - 1]
+    return (card_a.tag, card_a.get("class")) == (card_b.tag, card_b.get("class")) and all(
+        card.find(".//img") is not None for card in (card_a, card_b))
 
 
 def meta(doc: Any, key: str) -> str | None:
