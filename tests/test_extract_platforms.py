@@ -90,3 +90,16 @@ def test_other_products_and_chrome_images_left_out(name: str, not_images: tuple[
 ])
 def test_platform_non_product_pages(name: str) -> None:
     assert product(name) is None
+
+
+def test_app_state_listing_is_not_a_product() -> None:
+    # __NEXT_DATA__ of a category page: a list of product-shaped objects
+    assert product("next_listing.html") is None
+
+
+def test_app_state_product_beside_related_products() -> None:
+    # the page's product, not the first of its "related" list, which comes first in the JSON
+    p = product("next_related.html")
+    assert p is not None
+    assert (p.title, p.price, p.external_id) == ("Matcha Tin", 22.0, "TEA-78")
+    assert p.image_urls == ["https://cdn.example/matcha.jpg", "https://cdn.example/matcha-2.jpg"]

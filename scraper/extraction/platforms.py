@@ -142,25 +142,36 @@ def app_state(doc: Any) -> Any:
     return None
 
 
-def find_product(state: Any, depth: int = 0) -> dict[str, Any] | None:
-    """The first object in app state that looks like a product: a name or title with a price
-    and an image (breadth of keys over depth; bounded so a huge state cannot run away)."""
-    if depth > 12:
-        return None
-    if isinstance(state, dict):
-        keys = {k.lower() for k in state}
-        if (keys & {"name", "title"}) and (keys & {"price", "prices", "offers"}) and (
-                keys & {"image", "images", "media", "featuredimage"}):
-            return state
-        values = state.values()
-    elif isinstance(state, list):
-        values = state[:200]  # a list of many products is a listing's state
-    else:
-        return None
-    for value in values:
-        found = find_product(value, depth + 1)
-        if found is not None:
-            return found
+def product_like(value: Any) -> bool:
+    """A name or title with a price and an image."""
+    if not isinstance(value, dict):
+        return False
+    keys = {k.lower() for k in value}
+    return bool((keys & {"name", "title"}) and (keys & {"price", "prices", "offers"}) and (
+        keys & {"image", "images", "media", "featuredimage"}))
+
+
+def find_product(state: Any, max_nodes: int = 100_000) -> dict[str, Any] | None:
+    """The shallowest object in app state that looks like a product, breadth first. Products
+    that are two or more items of one list are a listing's (or "related" items), never the
+    page's product. Bounded so a huge state cannot run away."""
+    level = [state]
+    seen = 0
+    for _depth in range(13):
+        deeper: list[Any] = []
+        for value in level:
+            seen += 1
+            if seen > max_nodes:
+                return None
+            if isinstance(value, dict):
+                if product_like(value):
+                    return value
+                deeper.extend(value.values())
+            elif isinstance(value, list):
+                items = value[:200]
+                if sum(1 for item in items if product_like(item)) < 2:
+                    deeper.extend(items)
+        level = deeper
     return None
 
 
