@@ -148,7 +148,7 @@ def extract_product_from(doc: Any, base: str, url: str, jsonld: list[dict[str, A
     found = [r for r in readings if r is not None]
     skip = other_area_test(doc)
     shown_price = functools.cache(lambda: visible_price(doc, skip))
-    if not is_product_page(doc, found, jsonld, shown_price):
+    if not is_product_page(doc, found, jsonld, shown_price, skip):
         return None
     data = found[0] if found else ProductData(url=page_url)
     for other in found[1:]:
@@ -204,17 +204,16 @@ def fill_from_page(doc: Any, data: ProductData, skip: Callable[[Any], bool],
 
 
 def is_product_page(doc: Any, found: list[ProductData], jsonld: list[dict[str, Any]],
-                    shown_price: Callable[[], tuple[float | None, str | None]]) -> bool:
+                    shown_price: Callable[[], tuple[float | None, str | None]],
+                    skip: Callable[[Any], bool]) -> bool:
     """Signals together: Product markup or og:type=product; else a price with an add-to-cart
-    form and one dominant title. Listings (many Product items) and blog, cart and home pages
-    are not products."""
-    product_cards = len(doc.xpath('//*[@itemscope][contains(@itemtype, "schema.org/Product")]'))
-    product_cards += sum(1 for n in jsonld if types_of(n) & PRODUCT_TYPES)
-    if found and product_cards < 3:
-        return True
+    form and one dominant title. Listings (several products marked up, none of them the
+    page's heading) and blog, cart and home pages are not products."""
     og_type = first_meta(doc, "og:type").lower()
-    if product_cards >= 3 and og_type not in {"product", "og:product", "product.item"}:
-        return False  # a listing of product cards
+    names = marked_product_names(doc, jsonld, skip)
+    if len(names) >= 2 and og_type not in {"product", "og:product", "product.item"}:
+        heading = main_heading(doc)
+        return bool(found) and heading is not None and any(same_name(heading, n) for n in names)
     if found:
         return True
     if priced_heading(doc):  # a classified ad: no cart, its price inside its heading
@@ -228,6 +227,35 @@ def is_product_page(doc: Any, found: list[ProductData], jsonld: list[dict[str, A
         return False
     buttons = cart_buttons(doc)  # a home page has one per tile, a listing one per card
     return 1 <= len(buttons) <= 3 and not repeated_cards(buttons)
+
+
+def marked_product_names(doc: Any, jsonld: list[dict[str, Any]],
+                         skip: Callable[[Any], bool]) -> set[str]:
+    """The distinct products the page marks up (microdata outside related-product areas and
+    not nested in another product; JSON-LD products that are not another's variant)."""
+    names: set[str] = set()
+    for item in doc.xpath('//*[@itemscope][contains(@itemtype, "schema.org/Product")]'):
+        if skip(item) or any(a.get("itemscope") is not None and "schema.org/Product" in (
+                a.get("itemtype") or "") for a in item.iterancestors()):
+            continue
+        name = item.xpath('(.//*[@itemprop="name"])[1]')
+        text = (name[0].get("content") or name[0].text_content()) if name else ""
+        names.add(" ".join(text.split()).casefold() or f"#{len(names)}")
+    variants = {str(deref(v, {}).get("@id")) for n in jsonld for v in (
+        n.get("hasVariant") if isinstance(n.get("hasVariant"), list) else [])
+        if isinstance(deref(v, {}), dict)}
+    for node in jsonld:
+        if not types_of(node) & PRODUCT_TYPES or "isVariantOf" in node or (
+                str(node.get("@id")) in variants):
+            continue
+        names.add((text_of(node.get("name")) or "").casefold() or f"#{len(names)}")
+    return names
+
+
+def same_name(heading: str, name: str) -> bool:
+    """The heading and a product's name hold the same words, one maybe more than the other."""
+    a, b = set(re.findall(r"\w+", heading.casefold())), set(re.findall(r"\w+", name))
+    return bool(a and b) and (a <= b or b <= a)
 
 
 def first_meta(doc: Any, key: str) -> str:

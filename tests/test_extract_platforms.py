@@ -103,3 +103,14 @@ def test_app_state_product_beside_related_products() -> None:
     assert p is not None
     assert (p.title, p.price, p.external_id) == ("Matcha Tin", 22.0, "TEA-78")
     assert p.image_urls == ["https://cdn.example/matcha.jpg", "https://cdn.example/matcha-2.jpg"]
+
+
+def test_product_with_marked_up_related_cards_is_a_product() -> None:
+    # main product + three related cards in microdata ("Customers also bought")
+    p = product("microdata_related.html")
+    assert p is not None
+    assert (p.title, p.price, p.external_id) == ("Walnut Desk Organizer", 89.0, "WDO-100")
+
+
+def test_two_marked_up_products_and_a_category_heading_are_a_listing() -> None:
+    assert product("jsonld_two_cards.html") is None
