@@ -114,3 +114,18 @@ def test_product_with_marked_up_related_cards_is_a_product() -> None:
 
 def test_two_marked_up_products_and_a_category_heading_are_a_listing() -> None:
     assert product("jsonld_two_cards.html") is None
+
+
+def test_item_with_a_buy_form_and_its_price_in_a_side_panel() -> None:
+    # No markup, no og, no cart: a dealer's vehicle page. Its first <h1> is a section's
+    # ("Used Inventory"); the heading that repeats the page <title> names the item; the price
+    # and a plain "buy" form sit in an <aside> of the main content.
+    p = product("vehicle_inventory.html")
+    assert p is not None
+    assert (p.title, p.price, p.currency) == ("Model T Touring 1915 VIN 12345TR", 24900.0, "USD")
+    assert p.image_urls == ["https://shop.example/photos/12345TR-side-1920.jpg"]
+
+
+def test_sidebar_outside_main_is_still_chrome() -> None:
+    # a post whose site sidebar sells something: its price and "Buy" are not the page's
+    assert product("blog_sidebar_shop.html") is None

@@ -78,7 +78,7 @@ def other_area_test(doc: Any) -> Callable[[Any], bool]:
                 break
             path.append(node)
             marks = f"{node.get('class') or ''} {node.get('id') or ''}"
-            if node.tag in CHROME_TAGS or (marks.strip() and JUNK_AREA.search(marks)) or \
+            if chrome(node) or (marks.strip() and JUNK_AREA.search(marks)) or \
                     headed_as_other(node):
                 result = True
                 break
@@ -88,6 +88,14 @@ def other_area_test(doc: Any) -> Callable[[Any], bool]:
         return result
 
     return inside
+
+
+def chrome(node: Any) -> bool:
+    """The site's header, navigation, footer or sidebar; an <aside> inside <main> belongs to
+    the content (a vehicle's or product's side panel with its price)."""
+    if node.tag != "aside":
+        return node.tag in CHROME_TAGS
+    return not any(a.tag == "main" or a.get("role") == "main" for a in node.iterancestors())
 
 
 def headed_as_other(node: Any) -> bool:

@@ -20,6 +20,9 @@ ID_LABEL = re.compile(LABEL + r"\s*[:#]?\s*[:#]?\s*([A-Z0-9][A-Z0-9._/-]{2,30})"
 LABEL_ONLY = re.compile(r"^\s*(?:[^\W\d]+\s+){0,2}" + LABEL + r"\s*[:#]?\s*[:#]?\s*$", re.I)
 LABEL_START = re.compile(r"sku|item|model|mpn|mfr|part|style|art|product|isbn|upc|ean|gtin|"
                          r"tcin|asin|r[ée]f|produkt|bestell", re.I)  # a cheap first look
+# A button that says only this buys the page's item (a vehicle's "Buy", a ticket's "Order").
+BUY_LABELS = {"buy", "buy now", "order", "order now", "reserve", "reserve now", "kaufen",
+              "jetzt kaufen", "acheter", "comprar", "acquista", "köp", "kopen"}
 BREADCRUMB_SEPARATORS = {"/", ">", "›", "»", "|", "→", "\\"}
 ID_PROPS = ("sku", "productID", "mpn", "gtin13", "gtin", "gtin14", "gtin12", "gtin8", "isbn")
 CART_WORDS = re.compile(r"add[\s-]*to[\s-]*(?:(?:shopping|my)[\s-]*)?(cart|bag|basket|trolley)|"
@@ -140,7 +143,12 @@ def hidden_lead_in(doc: Any) -> bool:
 
 
 def visible_title(doc: Any) -> tuple[str | None, str | None]:
-    """(title, source): the main <h1>, og:title, twitter:title, then <title> minus the shop."""
+    """(title, source): the heading that repeats the <title> minus the shop (the page's one
+    dominant title, when the first <h1> is a section's: "New Inventory"), the main <h1>,
+    og:title, twitter:title, then <title> minus the shop."""
+    named = titled_heading(doc)
+    if named:
+        return named, "h1"
     heading = main_heading(doc)
     if heading:
         return heading, "h1"
@@ -153,6 +161,22 @@ def visible_title(doc: Any) -> tuple[str | None, str | None]:
         site = meta(doc, "og:site_name")
         return title_without_shop(title, site), "title"
     return None, None
+
+
+def titled_heading(doc: Any) -> str | None:
+    """An <h1> or <h2> of the content whose words are those of the <title> minus the shop."""
+    head_title = doc.find("head/title")
+    title = " ".join((head_title.text_content() if head_title is not None else "").split())
+    if not title:
+        return None
+    want = re.findall(r"\w+", title_without_shop(title, meta(doc, "og:site_name")).casefold())
+    for heading in doc.xpath("//body//h1 | //body//h2"):
+        if any(a.tag in {"header", "nav", "footer"} for a in heading.iterancestors()):
+            continue
+        text = " ".join(heading_text(heading).split())
+        if want and re.findall(r"\w+", text.casefold()) == want:
+            return text
+    return None
 
 
 def labelled_id(doc: Any, skip: Any) -> str | None:
@@ -190,7 +214,8 @@ def cart_buttons(doc: Any) -> list[Any]:
         marks = " ".join(str(element.get(a) or "") for a in ("id", "class", "name", "action",
                                                              "value", "data-action"))
         text = " ".join(element.text_content().split())[:60] if element.tag != "form" else ""
-        if not (CART_WORDS.search(marks) or CART_WORDS.search(text)):
+        label = (text or str(element.get("value") or "")).strip().lower()
+        if not (CART_WORDS.search(marks) or CART_WORDS.search(text) or label in BUY_LABELS):
             continue
         if not any(CART_WORDS.search(" ".join(str(a.get(k) or "") for k in (
                 "id", "class", "action"))) for a in element.iterancestors()):
