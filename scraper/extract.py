@@ -4,7 +4,7 @@ Order of trust for every field: JSON-LD > microdata > RDFa > app state (Next.js/
 OpenGraph (scraper.extraction.structured, .platforms), then, field by field, what the page
 shows (scraper.extraction.visible, .price, .images). Each field records where it came from.
 A page is a product only on the signals together (is_product_page). The readers live in
-scraper.extraction; this module orchestrates them and keeps links, Shopify and sitemaps.
+scraper.extraction; this module orchestrates them and sorts the page's links.
 """
 
 from __future__ import annotations
@@ -31,27 +31,18 @@ from scraper.extraction.model import (
     stamp,
 )
 from scraper.extraction.pagination import next_page
-from scraper.extraction.platforms import (  # noqa: F401  (shopify_products re-exported)
-    app_state_product,
-    detect_platform,
-    platform_product,
-    shopify_products,
-)
+from scraper.extraction.platforms import app_state_product, detect_platform, platform_product
 from scraper.extraction.price import shown_over_marked, visible_price
-from scraper.extraction.structured import (  # noqa: F401  (re-exported: one import for callers)
+from scraper.extraction.structured import (
     PRODUCT_TYPES,
     by_id,
     deref,
     from_jsonld,
     from_opengraph,
-    image_values,
     jsonld_breadcrumb,
     jsonld_nodes,
     microdata_nodes,
-    offer_price,
     opengraph,
-    parse_jsonld_text,
-    parse_price,
     rdfa_nodes,
     text_of,
     types_of,
@@ -106,10 +97,6 @@ def extract_page(html: str | bytes | Any, url: str) -> Page:
     product = extract_product_from(doc, base, url, jsonld, problems)
     links = extract_links(doc, base, url, jsonld, listing=product is None)
     return Page(product, links, problems, detect_platform(doc))
-
-
-def extract_product(html: str | bytes, url: str) -> ProductData | None:
-    return extract_page(html, url).product
 
 
 def base_url(doc: Any, url: str) -> str:

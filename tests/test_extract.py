@@ -6,14 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from scraper.extract import (
-    extract_page,
-    extract_product,
-    parse_jsonld_text,
-    parse_price,
-    shopify_products,
-)
+from scraper.extract import extract_page
 from scraper.extraction.images import img_url, srcset_largest
+from scraper.extraction.platforms import shopify_products
+from scraper.extraction.structured import parse_jsonld_text, parse_price
 
 SNIPPETS = Path(__file__).parent / "snippets"
 URL = "https://shop.example/p/x"
@@ -24,7 +20,7 @@ def read(name: str) -> bytes:
 
 
 def test_jsonld_product_with_breadcrumb_and_canonical() -> None:
-    p = extract_product(read("jsonld_product.html"), URL)
+    p = extract_page(read("jsonld_product.html"), URL).product
     assert p is not None
     assert p.url == "https://shop.example/products/blue-oxford-shirt"  # rel=canonical
     assert (p.title, p.external_id, p.brand) == ("Blue Oxford Shirt", "OX-123", "Acme")
@@ -42,7 +38,7 @@ def test_jsonld_product_with_breadcrumb_and_canonical() -> None:
 
 
 def test_jsonld_graph_resolves_references() -> None:
-    p = extract_product(read("jsonld_graph.html"), URL)
+    p = extract_page(read("jsonld_graph.html"), URL).product
     assert p is not None
     assert (p.title, p.external_id, p.brand) == ("Trail Runner 2", "TR2-44", "Acme Outdoor")
     assert (p.price, p.currency) == (89.9, "EUR")  # AggregateOffer lowPrice
@@ -51,7 +47,7 @@ def test_jsonld_graph_resolves_references() -> None:
 
 
 def test_jsonld_product_group_takes_variant_images_and_price() -> None:
-    p = extract_product(read("jsonld_productgroup.html"), URL)
+    p = extract_page(read("jsonld_productgroup.html"), URL).product
     assert p is not None
     assert (p.title, p.external_id, p.brand) == ("Cotton Tee", "TEE-GRP-9", "Basics Co")
     assert (p.price, p.currency) == (15.0, "GBP")
@@ -88,7 +84,7 @@ def test_malformed_jsonld_block_does_not_stop_the_page() -> None:
 
 
 def test_microdata_product_and_breadcrumb() -> None:
-    p = extract_product(read("microdata.html"), URL)
+    p = extract_page(read("microdata.html"), URL).product
     assert p is not None
     assert p.sources == ["microdata"]
     assert (p.title, p.external_id, p.brand) == ("Steel Watch", "W-77", "Timely")
@@ -98,7 +94,7 @@ def test_microdata_product_and_breadcrumb() -> None:
 
 
 def test_rdfa_product() -> None:
-    p = extract_product(read("rdfa.html"), URL)
+    p = extract_page(read("rdfa.html"), URL).product
     assert p is not None
     assert p.sources == ["rdfa"]
     assert (p.title, p.external_id, p.brand, p.price, p.currency) == (
@@ -108,7 +104,7 @@ def test_rdfa_product() -> None:
 
 
 def test_opengraph_only() -> None:
-    p = extract_product(read("opengraph_only.html"), URL)
+    p = extract_page(read("opengraph_only.html"), URL).product
     assert p is not None
     assert p.sources == ["opengraph"]
     assert (p.title, p.external_id, p.brand) == ("Canvas Tote", "TOTE-1", "Bagworks")
@@ -120,7 +116,7 @@ def test_opengraph_only() -> None:
 
 
 def test_visible_breadcrumb_is_the_last_resort() -> None:
-    p = extract_product(read("visible_breadcrumb.html"), URL)
+    p = extract_page(read("visible_breadcrumb.html"), URL).product
     assert p is not None
     assert p.category_path == "Accessories > Scarves"  # Home, "›" and the title left out
     assert p.price == 19.9  # "19,90"
@@ -128,7 +124,7 @@ def test_visible_breadcrumb_is_the_last_resort() -> None:
 
 
 def test_srcset_and_lazy_load_images() -> None:
-    p = extract_product(read("lazy_images.html"), URL)
+    p = extract_page(read("lazy_images.html"), URL).product
     assert p is not None
     assert p.image_urls == [
         "https://shop.example/img/dj-1200.jpg",  # the largest srcset candidate
@@ -142,8 +138,8 @@ def test_srcset_and_lazy_load_images() -> None:
 
 def test_page_without_product_markup_is_not_a_product() -> None:
     html = b"<html><head><title>About us</title></head><body><h1>About</h1></body></html>"
-    assert extract_product(html, URL) is None
-    assert extract_product(b"", URL) is None
+    assert extract_page(html, URL).product is None
+    assert extract_page(b"", URL).product is None
 
 
 def test_shopify_products_json() -> None:

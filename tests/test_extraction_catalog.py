@@ -8,7 +8,7 @@ from catalog.db import open_catalog
 from catalog.ingest import get_or_create_store, upsert_product
 from catalog.models import Product
 from catalog.settings import Settings
-from scraper.extract import extract_product
+from scraper.extract import extract_page
 
 PAGE = """<html><head><title>Enamel Mug | Shop</title>
 <meta property="og:image" content="https://shop.example/img/mug.jpg"></head><body>
@@ -20,7 +20,7 @@ PAGE = """<html><head><title>Enamel Mug | Shop</title>
 
 
 def test_availability_is_stored_with_its_source(settings: Settings) -> None:
-    product = extract_product(PAGE, "https://shop.example/p/mug")
+    product = extract_page(PAGE, "https://shop.example/p/mug").product
     assert product is not None and product.availability == "OutOfStock"
     with open_catalog(settings) as cat:
         with cat.session(write=True) as s:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scraper.extract import extract_page, extract_product, parse_document
+from scraper.extract import extract_page, parse_document
 from scraper.extraction.platforms import detect_platform, woocommerce_products
 from scraper.extraction.price import read_price
 
@@ -20,7 +20,7 @@ def read(name: str) -> bytes:
 
 
 def test_visible_only_product_page() -> None:
-    p = extract_product(read("visible_only.html"), URL)
+    p = extract_page(read("visible_only.html"), URL).product
     assert p is not None
     assert p.title == "Linen Apron Sage"
     assert p.price == 29.0 and p.currency == "USD"  # not the promo, the old or a related price
@@ -36,7 +36,7 @@ def test_visible_only_product_page() -> None:
 
 @pytest.mark.parametrize("name", ["listing.html", "blog.html", "cart.html", "home.html"])
 def test_non_product_pages_give_no_product(name: str) -> None:
-    assert extract_product(read(name), URL) is None
+    assert extract_page(read(name), URL).product is None
 
 
 def test_listing_next_page_from_numbered_pagination() -> None:
@@ -54,7 +54,7 @@ def test_next_page_rel_and_data_href() -> None:
 
 
 def test_next_data_product() -> None:
-    p = extract_product(read("next_data.html"), URL)
+    p = extract_page(read("next_data.html"), URL).product
     assert p is not None
     assert (p.title, p.price, p.currency, p.external_id) == ("Sencha Tin", 14.5, "EUR", "TEA-77")
     assert p.image_urls[0] == "https://cdn.example/tea-1.jpg"
@@ -97,7 +97,7 @@ def test_bad_input_does_not_crash() -> None:
     huge = ('<html><body><script id="__NEXT_DATA__" type="application/json">'
             + json.dumps(state) + "</script></body></html>").encode()
     assert len(huge) > 10_000_000
-    assert extract_product(huge, URL) is None
+    assert extract_page(huge, URL).product is None
 
 
 def test_jsonld_with_comments_trailing_commas_and_entities() -> None:
@@ -105,13 +105,13 @@ def test_jsonld_with_comments_trailing_commas_and_entities() -> None:
             b' "name": "Caf&eacute; Mug", "sku": "CM-1", "image": "/m.jpg",'
             b' "offers": {"price": "8.00", "priceCurrency": "USD",},}</script></head>'
             b'<body></body></html>')
-    p = extract_product(html, URL)
+    p = extract_page(html, URL).product
     assert p is not None and p.external_id == "CM-1" and p.price == 8.0
     assert p.title == "Café Mug"
     escaped = (b'<html><head><script type="application/ld+json">{&quot;@type&quot;: &quot;Product'
                b'&quot;, &quot;name&quot;: &quot;Tin&quot;, &quot;image&quot;: &quot;/t.jpg&quot;}'
                b'</script></head></html>')
-    tin = extract_product(escaped, URL)
+    tin = extract_page(escaped, URL).product
     assert tin is not None and tin.title == "Tin"
 
 
@@ -131,19 +131,19 @@ def test_legacy_encodings(encoding: str, declared: str, title: str) -> None:
             f'<body><h1>{title}</h1><p>{about}</p><span class="price">$5.00</span>'
             '<form class="add-to-cart"><button>Add to cart</button></form>'
             '<img src="/a.jpg" width="400" height="400"></body></html>').encode(encoding)
-    p = extract_product(html, URL)
+    p = extract_page(html, URL).product
     assert p is not None and p.title == title
 
 
 def test_xml_declared_xhtml_page() -> None:
     html = ('<?xml version="1.0" encoding="utf-8"?><html><head><script type="application/ld+json">'
             '{"@type": "Product", "name": "Jar", "image": "/j.jpg"}</script></head></html>')
-    p = extract_product(html.encode(), URL)
+    p = extract_page(html.encode(), URL).product
     assert p is not None and p.title == "Jar"
 
 
 def test_magento_markup() -> None:
-    p = extract_product(read("magento.html"), "https://m.example/joust-duffle-bag.html")
+    p = extract_page(read("magento.html"), "https://m.example/joust-duffle-bag.html").product
     assert p is not None
     assert (p.title, p.price, p.external_id) == ("Joust Duffle Bag", 34.0, "24-MB01")
     assert p.image_urls[:2] == ["https://m.example/media/mb01-full.jpg",
@@ -152,7 +152,7 @@ def test_magento_markup() -> None:
 
 
 def test_bigcommerce_markup() -> None:
-    p = extract_product(read("bigcommerce.html"), "https://b.example/goo/")
+    p = extract_page(read("bigcommerce.html"), "https://b.example/goo/").product
     assert p is not None
     assert (p.title, p.price, p.currency, p.external_id) == (
         "Amazing Self-Siphoning Goo", 10.95, "USD", "GB100")
@@ -160,7 +160,7 @@ def test_bigcommerce_markup() -> None:
 
 
 def test_nuxt_state_product() -> None:
-    p = extract_product(read("nuxt.html"), URL)
+    p = extract_page(read("nuxt.html"), URL).product
     assert p is not None
     assert (p.title, p.price, p.external_id) == ("Oak Board", 42.0, "NX-9")
     assert p.image_urls == ["https://cdn.example/oak.jpg"]
@@ -172,7 +172,7 @@ def test_product_group_keeps_all_variant_images() -> None:
       {"@type": "Product", "sku": "T1-R", "image": "/tee-red.jpg",
        "offers": {"price": "15", "priceCurrency": "EUR"}},
       {"@type": "Product", "sku": "T1-B", "image": "/tee-blue.jpg"}]}</script></head></html>"""
-    p = extract_product(html, URL)
+    p = extract_page(html, URL).product
     assert p is not None and p.external_id == "T1" and p.price == 15.0
     assert p.image_urls[:3] == ["https://shop.example/tee.jpg", "https://shop.example/tee-red.jpg",
                                 "https://shop.example/tee-blue.jpg"]
@@ -181,7 +181,7 @@ def test_product_group_keeps_all_variant_images() -> None:
 def test_classified_ad_with_price_in_heading_is_a_product() -> None:
     # No markup, no cart, og:type=article: the price inside the page heading says "one item
     # for sale" (classified ads, marketplace listings).
-    p = extract_product(read("classified_ad.html"), URL)
+    p = extract_page(read("classified_ad.html"), URL).product
     assert p is not None
     assert p.title == "Oak bookshelf, 5 shelves"
     assert p.price == 120.0
@@ -213,7 +213,7 @@ def product_with_titles(name: str, page_title: str, h1: str = "") -> str:
 ])
 def test_page_title_fuller_than_markup_name(name: str, page_title: str, h1: str,
                                            title: str) -> None:
-    p = extract_product(product_with_titles(name, page_title, h1), URL)
+    p = extract_page(product_with_titles(name, page_title, h1), URL).product
     assert p is not None and p.title == title
 
 
@@ -225,7 +225,7 @@ def test_sale_price_over_standard_price_in_the_same_offer() -> None:
 <span class="price-standard" itemprop="price">39.90</span>
 <span class="price-sales" itemprop="priceCurrency" content="USD">$</span>
 <span class="price-sales" itemprop="price">19.90</span></div></div></body></html>"""
-    p = extract_product(html, URL)
+    p = extract_page(html, URL).product
     assert p is not None and p.price == 19.9 and p.field_sources["price"] == "visible"
 
 
@@ -234,10 +234,10 @@ def test_shown_price_over_a_stale_meta_price_inside_it() -> None:
  "name": "Soba Tee", "image": "/t.jpg", "offers": {"price": "25.00", "priceCurrency": "USD"}}
 </script></head><body><h1>Soba Tee</h1><span id="listing-price">$28.50
 <meta itemprop="price" content="25.00"></span></body></html>"""
-    p = extract_product(html, URL)
+    p = extract_page(html, URL).product
     assert p is not None and p.price == 28.5
     # agreeing markup is kept as it is
-    p = extract_product(html.replace("$28.50", "$25.00"), URL)
+    p = extract_page(html.replace("$28.50", "$25.00"), URL).product
     assert p is not None and p.price == 25.0 and p.field_sources["price"] == "jsonld"
 
 
@@ -262,21 +262,21 @@ def test_bad_input_still_gives_the_right_values() -> None:
         read("next_data.html").decode().split('type="application/json">', 1)[1].split(
             "</script>", 1)[0], json.dumps(state)).encode()
     assert len(huge) > 10_000_000
-    p = extract_product(huge, URL)
+    p = extract_page(huge, URL).product
     # over the app-state size cap the product may go unread, but never read wrong
     assert p is None or (p.title, p.price) == ("Sencha Tin", 14.5)
     # a 5 MB product page: the product still found, right
     big = read("visible_only.html").replace(
         b"</body>", b"<p>filler text</p>" * 300_000 + b"</body>")
     assert len(big) > 5_000_000
-    p = extract_product(big, URL)
+    p = extract_page(big, URL).product
     assert p is not None and (p.title, p.price) == ("Linen Apron Sage", 29.0)
     # malformed HTML: unclosed tags, stray closers, an unterminated attribute
     broken = (b'<html><head><title>Tin | Shop</title><body><body></span><div><h1>Tin Can</div>'
               b'<p><span class="price">$3.50</span><img src="/tin.jpg" width="400" height="400">'
               b'<form class="add-to-cart"><button>Add to cart</button></form>'
               b'<a href="/x title="oops">x</a></body>')
-    p = extract_product(broken, URL)
+    p = extract_page(broken, URL).product
     assert p is not None and (p.title, p.price) == ("Tin Can", 3.5)
 
 
@@ -288,5 +288,5 @@ def test_tricky_prices_on_a_page(shown: str, amount: float, currency: str) -> No
     html = (f'<html><body><h1>Tin Can</h1><span class="price">{shown}</span>'
             '<img src="/tin.jpg" width="400" height="400">'
             '<form class="add-to-cart"><button>Add to cart</button></form></body></html>')
-    p = extract_product(html, URL)
+    p = extract_page(html, URL).product
     assert p is not None and (p.price, p.currency) == (amount, currency)

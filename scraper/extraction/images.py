@@ -52,20 +52,10 @@ def named_after(path: str, title: str) -> bool:
     return len(name & set(re.findall(r"[a-z0-9]{4,}", title.lower()))) >= 2
 
 
-def in_other_area(element: Any) -> bool:
-    """Inside the site's chrome or another product's area (related items, carousels)."""
-    for ancestor in element.iterancestors():
-        if ancestor.tag in CHROME_TAGS:
-            return True
-        marks = f"{ancestor.get('class') or ''} {ancestor.get('id') or ''}"
-        if marks.strip() and JUNK_AREA.search(marks):
-            return True
-    return False
-
-
 def other_area_test(doc: Any) -> Callable[[Any], bool]:
-    """in_other_area for one page, remembering each ancestor's answer so a page with thousands
-    of images walks every branch once (lxml keeps one proxy per node while we hold it)."""
+    """For one page: is an element inside the site's chrome or another product's area (related
+    items, carousels)? Each ancestor's answer is remembered, so a page with thousands of
+    images walks every branch once (lxml keeps one proxy per node while we hold it)."""
     known: dict[Any, bool] = {}
 
     def inside(element: Any) -> bool:
@@ -224,7 +214,7 @@ def declared_images(doc: Any, title: str | None = None) -> list[tuple[str, str]]
 
 
 def gallery_images(doc: Any, title: str | None,
-                   skip: Callable[[Any], bool] = in_other_area) -> list[str]:
+                   skip: Callable[[Any], bool]) -> list[str]:
     """The body's product photos, best first: itemprop=image, then scored candidates."""
     title_words = {w for w in re.findall(r"\w{4,}", (title or "").lower())}
     scored = []
