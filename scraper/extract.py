@@ -22,6 +22,7 @@ from scraper.extraction.images import (
     junk_url,
     other_area_test,
 )
+from scraper.extraction.index import page_index
 from scraper.extraction.model import (
     Page,
     PageLinks,
@@ -94,9 +95,10 @@ def extract_page(html: str | bytes | Any, url: str) -> Page:
     base = base_url(doc, url)
     problems: list[str] = []
     jsonld = jsonld_nodes(doc, problems)
-    product = extract_product_from(doc, base, url, jsonld, problems)
+    platform = detect_platform(doc)
+    product = extract_product_from(doc, base, url, jsonld, problems, platform)
     links = extract_links(doc, base, url, jsonld, listing=product is None)
-    return Page(product, links, problems, detect_platform(doc))
+    return Page(product, links, problems, platform)
 
 
 def base_url(doc: Any, url: str) -> str:
@@ -106,7 +108,7 @@ def base_url(doc: Any, url: str) -> str:
 
 
 def structured_readings(doc: Any, base: str, page_url: str, jsonld: list[dict[str, Any]],
-                        problems: list[str]) -> list[ProductData | None]:
+                        problems: list[str], platform: str | None) -> list[ProductData | None]:
     """JSON-LD, then microdata, RDFa, app state and platform markup (Magento, BigCommerce)
     while fields are missing, then OpenGraph."""
     readings = [stamp(from_jsonld(jsonld, page_url), "jsonld")]
@@ -122,16 +124,15 @@ def structured_readings(doc: Any, base: str, page_url: str, jsonld: list[dict[st
     if all(missing(r) for r in readings):
         readings.append(stamp(app_state_product(doc, page_url), "app-state"))
     if all(missing(r) for r in readings):
-        platform = detect_platform(doc)
         readings.append(stamp(platform_product(doc, platform, page_url), platform or ""))
     readings.append(stamp(from_opengraph(opengraph(doc), page_url), "og"))
     return readings
 
 
 def extract_product_from(doc: Any, base: str, url: str, jsonld: list[dict[str, Any]],
-                         problems: list[str]) -> ProductData | None:
+                         problems: list[str], platform: str | None) -> ProductData | None:
     page_url = canonical_url(doc, url)
-    readings = structured_readings(doc, base, page_url, jsonld, problems)
+    readings = structured_readings(doc, base, page_url, jsonld, problems, platform)
     found = [r for r in readings if r is not None]
     skip = other_area_test(doc)
     shown_price = functools.cache(lambda: visible_price(doc, skip))
@@ -221,7 +222,8 @@ def marked_product_names(doc: Any, jsonld: list[dict[str, Any]],
     """The distinct products the page marks up (microdata outside related-product areas and
     not nested in another product; JSON-LD products that are not another's variant)."""
     names: set[str] = set()
-    for item in doc.xpath('//*[@itemscope][contains(@itemtype, "schema.org/Product")]'):
+    for item in (e for e in page_index(doc).itemscopes
+                 if "schema.org/Product" in (e.get("itemtype") or "")):
         if skip(item) or any(a.get("itemscope") is not None and "schema.org/Product" in (
                 a.get("itemtype") or "") for a in item.iterancestors()):
             continue
@@ -275,11 +277,14 @@ def canonical_url(doc: Any, url: str) -> str:
 
 
 def looks_like_page(url: str) -> bool:
-    parts = urlsplit(url)
-    path = parts.path.lower()
-    return parts.scheme in {"http", "https"} and not path.endswith(SKIP_SUFFIXES) and not any(
-        w in path for w in SKIP_PATH_WORDS
-    )
+    """An http(s) page worth following, not a file or an account/cart page. String slicing,
+    not urlsplit: this runs on every link of every page."""
+    if not url.lower().startswith(("http://", "https://")):
+        return False
+    rest = url.split("#", 1)[0].split("?", 1)[0].split("//", 1)[1]
+    slash = rest.find("/")
+    path = rest[slash:].lower() if slash >= 0 else ""
+    return not path.endswith(SKIP_SUFFIXES) and not any(w in path for w in SKIP_PATH_WORDS)
 
 
 def itemlist_urls(nodes: list[dict[str, Any]]) -> list[str]:

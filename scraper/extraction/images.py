@@ -12,11 +12,16 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-JUNK_URL = re.compile(
-    r"(?<!cata)logo|(?<![a-z])(icon|sprite|badge|payment|paypal|visa|mastercard|amex|klarna|social|"
-    r"facebook|twitter|pinterest|instagram|youtube|pixel|spacer|blank|placeholder|loading|"
-    r"loader|transparent|1x1|clear\.gif|trans\.gif|stars?(?![a-z])|rating|flag|arrow|btn|"
-    r"button|avatar|ads?/|doubleclick|analytics|beacon|tracking)|\.svg(\?|$)", re.I)
+# A word of the URL's path (a run of letters) that starts with one of these names a logo,
+# icon, badge, tracker...: words, not one big regex, as this runs on every <img> of a page.
+JUNK_WORDS = (
+    "icon", "sprite", "badge", "payment", "paypal", "visa", "mastercard", "amex", "klarna",
+    "social", "facebook", "twitter", "pinterest", "instagram", "youtube", "pixel", "spacer",
+    "blank", "placeholder", "loading", "loader", "transparent", "rating", "flag", "arrow", "btn",
+    "button", "avatar", "doubleclick", "analytics", "beacon", "tracking")
+JUNK_WHOLE = {"star", "stars"}
+JUNK_OTHER = re.compile(r"(?<!cata)logo|(?<![a-z])(1x1|clear\.gif|trans\.gif|ads?/)")
+LETTER_RUNS = re.compile(r"[a-z]+")
 JUNK_AREA = re.compile(
     r"related|recommend|similar|also|upsell|up-sell|cross-?sell|recent|viewed|carousel-other|"
     r"rr_|rfk_|certona|bought|suggest|complete-the-look|you-may|youmay|sponsored|\bads?\b",
@@ -41,9 +46,16 @@ def junk_url(url: str, title: str | None = None) -> bool:
     path = re.sub(r"^(https?:)?//[^/]+", "", url)  # a CDN's host name says nothing
     if url.startswith("data:") or path.lower().split("?")[0].endswith(".svg"):
         return True
-    if not JUNK_URL.search(path):
+    if not junk_path(path.lower()):
         return False
     return not (title and named_after(path, title))
+
+
+def junk_path(low: str) -> bool:
+    if any(w.startswith(JUNK_WORDS) or w in JUNK_WHOLE for w in LETTER_RUNS.findall(low)):
+        return True
+    return ("logo" in low or "1x1" in low or ".gif" in low or "ad/" in low or "ads/" in low) \
+        and JUNK_OTHER.search(low) is not None
 
 
 def named_after(path: str, title: str) -> bool:

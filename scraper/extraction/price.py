@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from scraper.extraction.index import marked, page_index
+
 STRUCK = re.compile(r"\b(old|was|strike|regular|list|compare|original|before|msrp|rrp|"
                     r"saving|save|discount|per|unit)", re.I)
 PRICE_CLASS = re.compile(r"price|prc|amount|cost", re.I)
@@ -85,7 +87,7 @@ def element_text(element: Any) -> str:
 def visible_price(doc: Any, skip: Any) -> tuple[float | None, str | None]:
     """The page's current price: itemprop=price, then the first price-classed element with a
     currency sign that is not struck through, outside `skip`ped areas (related products)."""
-    for element in doc.xpath('//*[@itemprop="price"]'):
+    for element in marked(doc, "price"):
         if skip(element):
             continue
         amount, currency = read_price(element.get("content") or element_text(element))
@@ -93,12 +95,11 @@ def visible_price(doc: Any, skip: Any) -> tuple[float | None, str | None]:
             return amount, currency or page_currency(doc)
     candidates = []
     after_title = False
-    for element in doc.xpath("//body//*[@class or @id] | //body//h1"):
+    for element, marks in page_index(doc).classed():
         if element.tag == "h1":
             after_title = True  # the product's price follows its title; earlier ones are promos
             continue
-        marks = f"{element.get('class') or ''} {element.get('id') or ''}"
-        if not PRICE_CLASS.search(marks) or element.tag in {"script", "style", "del", "s"}:
+        if not marks or not PRICE_CLASS.search(marks) or element.tag in {"script", "style"}:
             continue
         if STRUCK.search(marks) or skip(element) or len(element) > 6 or struck_within(element):
             continue
@@ -162,8 +163,8 @@ def shown_over_marked(doc: Any, skip: Any) -> tuple[float, str | None] | None:
     what is charged; the meta goes stale), or several itemprop=price values of which one is
     classed as the sale price and the others as the standard (list) price. None when the
     markup is unambiguous."""
-    marked = [e for e in doc.xpath('//*[@itemprop="price"]') if not skip(e)]
-    for element in marked:
+    prices = [e for e in marked(doc, "price") if not skip(e)]
+    for element in prices:
         parent = element.getparent()
         if element.tag != "meta" or parent is None or not PRICE_CLASS.search(
                 f"{parent.get('class') or ''} {parent.get('id') or ''}"):
@@ -175,7 +176,7 @@ def shown_over_marked(doc: Any, skip: Any) -> tuple[float, str | None] | None:
         if said is not None and shown is not None and abs(said - shown) > 0.005:
             return shown, currency or page_currency(doc)
     readings = []
-    for element in marked:
+    for element in prices:
         amount, currency = read_price(element.get("content") or element_text(element))
         if amount is not None:
             readings.append((element.get("class") or "", amount, currency))
@@ -190,5 +191,6 @@ def shown_over_marked(doc: Any, skip: Any) -> tuple[float, str | None] | None:
 
 
 def page_currency(doc: Any) -> str | None:
-    code = doc.xpath('string(//*[@itemprop="priceCurrency"]/@content)').strip()
+    code = next((e.get("content") for e in marked(doc, "priceCurrency") if e.get("content")),
+                "").strip()
     return code.upper() if re.fullmatch(r"[A-Za-z]{3}", code) else None

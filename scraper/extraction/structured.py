@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from catalog.categories import normalise_path
+from scraper.extraction.index import page_index
 from scraper.extraction.model import ProductData
 
 SCHEMA_PREFIX = re.compile(r"^(https?://schema\.org/|schema:)", re.I)
@@ -293,7 +294,7 @@ def _microdata_value(value: Any) -> Any:
 
 
 def microdata_nodes(doc: Any, url: str, problems: list[str]) -> list[dict[str, Any]]:
-    if not doc.xpath("boolean(//*[@itemscope])"):
+    if not page_index(doc).itemscopes:
         return []
     from extruct.w3cmicrodata import MicrodataExtractor
 

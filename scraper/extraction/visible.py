@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from scraper.extraction.index import marked, page_index
 from scraper.extraction.structured import path_without_title
 
 TITLE_SEPARATORS = re.compile(r"\s+[|:–—-]\s+|\s+[|·•]\s*")
@@ -182,9 +183,8 @@ def titled_heading(doc: Any) -> str | None:
 def labelled_id(doc: Any, skip: Any) -> str | None:
     """An identifier from itemprop markup anywhere, else from a label the shopper reads
     ("SKU: 123", "Item # ABC", "Model # 6202-22-00", "ISBN-13: 978...")."""
-    marked = [e for e in doc.xpath("//*[@itemprop]") if e.get("itemprop") in ID_PROPS]
-    for prop in ID_PROPS:  # one pass over the document, then in order of trust
-        for element in (e for e in marked if e.get("itemprop") == prop):
+    for prop in ID_PROPS:  # in order of trust
+        for element in marked(doc, prop):
             value = " ".join((element.get("content") or element.text_content()).split())
             if value and not skip(element) and re.search(r"\d", value):
                 return value
@@ -250,8 +250,8 @@ def meta(doc: Any, key: str) -> str | None:
 
 def availability(doc: Any) -> str | None:
     """schema.org availability (InStock, OutOfStock, ...) from markup or product meta tags."""
-    raw = first_text(doc, '//*[@itemprop="availability"]/@href | '
-                          '//*[@itemprop="availability"]/@content') or meta(
+    raw = next((" ".join(v.split()) for e in marked(doc, "availability")
+                for v in (e.get("href"), e.get("content")) if v and v.strip()), None) or meta(
         doc, "product:availability") or meta(doc, "og:availability")
     if not raw:
         return None
@@ -265,17 +265,16 @@ def availability(doc: Any) -> str | None:
 
 
 def visible_brand(doc: Any) -> str | None:
-    return first_text(doc, '//*[@itemprop="brand"]/@content | //*[@itemprop="brand"]') or meta(
+    brands = marked(doc, "brand")
+    return next((" ".join(e.get("content").split()) for e in brands
+                 if (e.get("content") or "").strip()), None) or next(
+        (text for e in brands if (text := " ".join(e.text_content().split()))), None) or meta(
         doc, "product:brand") or meta(doc, "og:brand")
 
 
 def visible_breadcrumb(doc: Any, title: str | None) -> str | None:
     """The breadcrumb a shopper sees: nav[aria-label=breadcrumb], .breadcrumb(s) lists."""
-    containers = doc.xpath(
-        '//*[contains(translate(@aria-label, "BREADCRUMB", "breadcrumb"), "breadcrumb")'
-        ' or contains(translate(@class, "BREADCRUMB", "breadcrumb"), "breadcrumb")'
-        ' or contains(translate(@id, "BREADCRUMB", "breadcrumb"), "breadcrumb")]'
-    )
+    containers = [e for e, marks in page_index(doc).classed() if "breadcrumb" in marks.lower()]
     for box in containers:
         parts = box.xpath(".//li") or box.xpath(".//a | .//span[not(*)]")
         names = [" ".join(p.text_content().split()) for p in parts]
