@@ -310,7 +310,8 @@ def is_pagination(anchor: Any, href: str) -> bool:
     rel = (anchor.get("rel") or "").lower().split()
     if "next" in rel:
         return True
-    text = " ".join(anchor.text_content().split())
+    # most links hold plain text: .text spares building text_content()
+    text = " ".join(((anchor.text if len(anchor) == 0 else anchor.text_content()) or "").split())
     parent = anchor.getparent()
     classes = " ".join([anchor.get("class") or "", parent.get("class") or ""]).lower()
     if MORE_TEXT.match(text) or "pagination" in classes or "load-more" in classes:

@@ -8,6 +8,7 @@ tracking pixels, placeholder GIFs or other products' thumbnails (recommendation 
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -174,9 +175,11 @@ def largest_of_map(value: str) -> str | None:
 
 def img_url(img: Any) -> str | None:
     """The best URL of an <img>: its zoom variant, srcset's largest, then lazy-load attributes."""
-    found = zoom_url(img)
-    if found:
-        return found
+    return zoom_url(img) or shown_url(img)
+
+
+def shown_url(img: Any) -> str | None:
+    """The URL the <img> shows: srcset's largest, then lazy-load attributes."""
     for attr in ("data-srcset", "srcset"):
         if img.get(attr):
             found = srcset_largest(img.get(attr))
@@ -231,16 +234,17 @@ def gallery_images(doc: Any, title: str | None,
     title_words = {w for w in re.findall(r"\w{4,}", (title or "").lower())}
     scored = []
     for index, img in enumerate(doc.xpath("//body//img | //body//picture/source")):
-        url = img_url(img)
-        if not url or junk_url(url, title) or tiny(img) or skip(img):
+        zoom = zoom_url(img)
+        url = zoom or shown_url(img)
+        if not url or tiny(img) or junk_url(url, title) or skip(img):
             continue
         alt = (img.get("alt") or img.get("title") or "").lower()
         marks = " ".join(f"{a.get('class') or ''} {a.get('id') or ''}"
-                         for a in [img, *list(img.iterancestors())[:3]])
+                         for a in [img, *itertools.islice(img.iterancestors(), 3)])
         score = 0.0
         if img.get("itemprop") == "image":
             score += 8
-        if zoom_url(img):
+        if zoom:
             score += 4
         if MAIN_HINT.search(marks):
             score += 2
