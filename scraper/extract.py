@@ -45,6 +45,7 @@ from scraper.extraction.structured import (
     microdata_nodes,
     opengraph,
     rdfa_nodes,
+    same_name,
     text_of,
     types_of,
 )
@@ -111,10 +112,11 @@ def structured_readings(doc: Any, base: str, page_url: str, jsonld: list[dict[st
                         problems: list[str], platform: str | None) -> list[ProductData | None]:
     """JSON-LD, then microdata, RDFa, app state and platform markup (Magento, BigCommerce)
     while fields are missing, then OpenGraph."""
-    readings = [stamp(from_jsonld(jsonld, page_url), "jsonld")]
+    heading = functools.cache(lambda: main_heading(doc))
+    readings = [stamp(from_jsonld(jsonld, page_url, heading), "jsonld")]
     if missing(readings[0]):
-        readings.append(stamp(from_jsonld(microdata_nodes(doc, base, problems), page_url),
-                              "microdata"))
+        readings.append(stamp(from_jsonld(microdata_nodes(doc, base, problems), page_url,
+                                          heading), "microdata"))
         if readings[-1] is not None:
             readings[-1].sources = ["microdata"]
     if all(missing(r) for r in readings):
@@ -239,12 +241,6 @@ def marked_product_names(doc: Any, jsonld: list[dict[str, Any]],
             continue
         names.add((text_of(node.get("name")) or "").casefold() or f"#{len(names)}")
     return names
-
-
-def same_name(heading: str, name: str) -> bool:
-    """The heading and a product's name hold the same words, one maybe more than the other."""
-    a, b = set(re.findall(r"\w+", heading.casefold())), set(re.findall(r"\w+", name))
-    return bool(a and b) and (a <= b or b <= a)
 
 
 def first_meta(doc: Any, key: str) -> str:

@@ -129,3 +129,11 @@ def test_item_with_a_buy_form_and_its_price_in_a_side_panel() -> None:
 def test_sidebar_outside_main_is_still_chrome() -> None:
     # a post whose site sidebar sells something: its price and "Buy" are not the page's
     assert product("blog_sidebar_shop.html") is None
+
+
+def test_of_several_marked_up_products_the_one_the_heading_names() -> None:
+    # an upsell's JSON-LD block comes before the page's own product
+    p = product("jsonld_related_first.html")
+    assert p is not None
+    assert (p.title, p.price, p.external_id) == ("Walnut Desk Organizer", 89.0, "WDO-100")
+    assert p.image_urls[0] == "https://woodline.example/img/organizer-1200.jpg"

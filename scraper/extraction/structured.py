@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from catalog.categories import normalise_path
@@ -251,18 +251,34 @@ def product_from_node(node: dict[str, Any], ids: dict[str, dict[str, Any]],
     return data
 
 
-def pick_product_node(nodes: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The page's main product: a ProductGroup before a Product; a variant is not the page."""
+def pick_product_node(nodes: list[dict[str, Any]],
+                      heading: Callable[[], str | None] | None = None) -> dict[str, Any] | None:
+    """The page's main product: a ProductGroup before a Product; a variant is not the page.
+    Of several products (related items marked up too, sometimes first), the one the page's
+    heading names."""
     groups = [n for n in nodes if "ProductGroup" in types_of(n)]
     if groups:
         return groups[0]
     products = [n for n in nodes if types_of(n) & PRODUCT_TYPES]
+    if len(products) > 1 and heading is not None:
+        title = heading()
+        named = [n for n in products if title and same_name(title, text_of(n.get("name")) or "")]
+        products = named + products
     return products[0] if products else None
 
 
-def from_jsonld(nodes: list[dict[str, Any]], url: str) -> ProductData | None:
+def same_name(heading: str, name: str) -> bool:
+    """The heading and a product's name hold the same words, one maybe more than the other."""
+    a, b = set(re.findall(r"\w+", heading.casefold())), set(re.findall(r"\w+", name.casefold()))
+    return bool(a and b) and (a <= b or b <= a)
+
+
+def from_jsonld(nodes: list[dict[str, Any]], url: str,
+                heading: Callable[[], str | None] | None = None) -> ProductData | None:
+    """The page's product from JSON-LD shaped nodes; `heading` gives the page's main heading
+    (asked only when several products are marked up)."""
     ids = by_id(nodes)
-    node = pick_product_node(nodes)
+    node = pick_product_node(nodes, heading)
     if node is None:
         return None
     data = product_from_node(node, ids, url)
