@@ -178,6 +178,10 @@ def fill_from_page(doc: Any, data: ProductData, skip: Callable[[Any], bool],
         amount, currency = shown_price()
         put("price", amount, "visible")
         put("currency", currency, "visible")
+    elif data.currency is None:  # markup gave the amount alone: the shown price's currency
+        amount, currency = shown_price()
+        if amount is not None and abs(amount - data.price) < 0.005:
+            put("currency", currency, "visible")
     if data.external_id is None:
         put("external_id", labelled_id(doc, skip), "visible")
     if data.brand is None:

@@ -137,3 +137,12 @@ def test_of_several_marked_up_products_the_one_the_heading_names() -> None:
     assert p is not None
     assert (p.title, p.price, p.external_id) == ("Walnut Desk Organizer", 89.0, "WDO-100")
     assert p.image_urls[0] == "https://woodline.example/img/organizer-1200.jpg"
+
+
+def test_currency_and_sku_the_markup_leaves_out() -> None:
+    # JSON-LD gives the amount alone: the currency is the one shown with the same amount;
+    # no SKU label: the variant picker's data-sku (not the related product's)
+    p = product("jsonld_amount_only.html")
+    assert p is not None
+    assert (p.price, p.currency, p.external_id) == (49.9, "EUR", "TK-0800-SW")
+    assert p.field_sources["currency"] == "visible"

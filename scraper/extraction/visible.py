@@ -202,6 +202,17 @@ def labelled_id(doc: Any, skip: Any) -> str | None:
         found = ID_LABEL.search(" ".join(container.text_content().split())[:200])
         if found and re.search(r"\d", found.group(2)):
             return found.group(2).strip("._/-")
+    return data_sku(doc, skip)
+
+
+def data_sku(doc: Any, skip: Any) -> str | None:
+    """The SKU a theme leaves in an attribute (data-sku, data-product-sku on the buy button
+    or the variant picker), outside other products' areas."""
+    for element in doc.xpath("//body//*[@data-sku or @data-product-sku]"):
+        value = " ".join((element.get("data-sku") or element.get("data-product-sku")
+                          or "").split())
+        if 3 <= len(value) <= 40 and re.search(r"\d", value) and not skip(element):
+            return value
     return None
 
 
