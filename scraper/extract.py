@@ -219,7 +219,7 @@ def is_product_page(doc: Any, found: list[ProductData], jsonld: list[dict[str, A
     price, _currency = shown_price()
     if price is None:
         return False
-    buttons = cart_buttons(doc)  # a home page has one per tile, a listing one per card
+    buttons = cart_buttons(doc, skip)  # a home page has one per tile, a listing one per card
     return 1 <= len(buttons) <= 3 and not repeated_cards(buttons)
 
 

@@ -146,3 +146,12 @@ def test_currency_and_sku_the_markup_leaves_out() -> None:
     assert p is not None
     assert (p.price, p.currency, p.external_id) == (49.9, "EUR", "TK-0800-SW")
     assert p.field_sources["currency"] == "visible"
+
+
+def test_related_products_quick_add_buttons_do_not_make_a_listing() -> None:
+    # four related products, each with its own "Add to cart", under the page's product
+    page = (PAGES / "woocommerce_product.html").read_text()
+    card = page.split('<ul class="products columns-3">', 1)[1].split("</ul>", 1)[0]
+    page = page.replace(card, card * 4)
+    p = extract_page(page, URL).product
+    assert p is not None and (p.title, p.price) == ("Hoodie with Logo", 42.0)

@@ -216,9 +216,10 @@ def data_sku(doc: Any, skip: Any) -> str | None:
     return None
 
 
-def cart_buttons(doc: Any) -> list[Any]:
+def cart_buttons(doc: Any, skip: Any) -> list[Any]:
     """The page's add-to-cart forms and buttons (a product page has one or two); a button
-    inside a cart form counts once, with its form."""
+    inside a cart form counts once, with its form; the quick-add buttons of related products
+    (`skip`ped areas) do not count."""
     found = []
     for element in doc.xpath("//form | //button | //input[@type='submit'] | //a[@id or @class]"
                              " | //*[@role='button']"):
@@ -228,8 +229,9 @@ def cart_buttons(doc: Any) -> list[Any]:
         label = (text or str(element.get("value") or "")).strip().lower()
         if not (CART_WORDS.search(marks) or CART_WORDS.search(text) or label in BUY_LABELS):
             continue
-        if not any(CART_WORDS.search(" ".join(str(a.get(k) or "") for k in (
-                "id", "class", "action"))) for a in element.iterancestors()):
+        in_cart_form = any(CART_WORDS.search(" ".join(str(a.get(k) or "") for k in (
+            "id", "class", "action"))) for a in element.iterancestors())
+        if not in_cart_form and not skip(element):
             found.append(element)
     return found
 
