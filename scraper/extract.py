@@ -138,7 +138,7 @@ def extract_product_from(doc: Any, base: str, url: str, jsonld: list[dict[str, A
     found = [r for r in readings if r is not None]
     skip = other_area_test(doc)
     shown_price = functools.cache(lambda: visible_price(doc, skip))
-    if not is_product_page(doc, found, jsonld, shown_price, skip):
+    if not is_product_page(doc, found, jsonld, shown_price, skip, page_url):
         return None
     data = found[0] if found else ProductData(url=page_url)
     for other in found[1:]:
@@ -199,10 +199,11 @@ def fill_from_page(doc: Any, data: ProductData, skip: Callable[[Any], bool],
 
 def is_product_page(doc: Any, found: list[ProductData], jsonld: list[dict[str, Any]],
                     shown_price: Callable[[], tuple[float | None, str | None]],
-                    skip: Callable[[Any], bool]) -> bool:
+                    skip: Callable[[Any], bool], page_url: str) -> bool:
     """Signals together: Product markup or og:type=product; else a price with an add-to-cart
     form and one dominant title. Listings (several products marked up, none of them the
-    page's heading) and blog, cart and home pages are not products."""
+    page's heading) and blog, cart and home pages (the site's root, a featured product on
+    it) are not products."""
     og_type = first_meta(doc, "og:type").lower()
     names = marked_product_names(doc, jsonld, skip)
     if len(names) >= 2 and og_type not in {"product", "og:product", "product.item"}:
@@ -212,7 +213,7 @@ def is_product_page(doc: Any, found: list[ProductData], jsonld: list[dict[str, A
         return True
     if priced_heading(doc):  # a classified ad: no cart, its price inside its heading
         return shown_price()[0] is not None
-    if og_type in {"article", "blog"}:
+    if og_type in {"article", "blog"} or urlsplit(page_url).path in {"", "/"}:
         return False
     if main_heading(doc) is None:
         return False

@@ -87,6 +87,7 @@ def test_other_products_and_chrome_images_left_out(name: str, not_images: tuple[
     "ebay_search.html",
     "woocommerce_blog.html",  # a post with an inline add-to-cart for one product
     "shopware_cart.html",  # a cart with an add-by-number form
+    "home_featured_product.html",  # the site's root showing one featured product
 ])
 def test_platform_non_product_pages(name: str) -> None:
     assert product(name) is None
