@@ -25,7 +25,7 @@ from catalog.errors import ImageRejected, InvalidInput, one_line
 from catalog.images import Limits, inspect_image
 from catalog.labels import current_labels
 from catalog.models import Category, Model, Prediction, Product, ProductImage
-from classifier.backend import load_tensorflow
+from classifier.backend import load_tensorflow, run_model
 from classifier.config import DEFAULT_TOP_K
 from classifier.errors import ClassMismatch, ImageSizeMismatch, ModelFileError
 from classifier.metrics import calibrated
@@ -60,7 +60,6 @@ class Classifier:
         self.limits = limits
         # title-aware models: a title_model.ModeCalibration (one temperature per input mode)
         self.calibration = calibration
-        self._forward: Any = None  # the traced forward pass (see _run)
 
     @property
     def reads_titles(self) -> bool:
@@ -135,26 +134,10 @@ class Classifier:
         images = np.asarray(images)
         self._check_shape(images)
         if self.calibration is not None:
-            from classifier.title_model import make_inputs, raw_probabilities
+            from classifier.title_model import make_inputs
 
-            inputs = make_inputs(images.astype(np.float32), titles, n=len(images))
-            return raw_probabilities(self.model, inputs, 256)
-        if len(images) == 0:
-            return np.zeros((0, len(self.classes)), np.float32)
-        out = [self._run(images[i : i + 256]) for i in range(0, len(images), 256)]
-        return np.concatenate(out)
-
-    def _run(self, chunk: np.ndarray) -> np.ndarray:
-        """One forward pass through a graph traced once for any batch size: Keras'
-        predict_on_batch traced again for each new batch shape (seconds for lite0)."""
-        if self._forward is None:
-            import tensorflow as tf
-
-            spec = tf.TensorSpec([None, *chunk.shape[1:]], tf.float32)
-            model = self.model
-            self._forward = tf.function(lambda x: model(x, training=False),
-                                        input_signature=[spec])
-        return np.asarray(self._forward(np.asarray(chunk, np.float32)))
+            return run_model(self.model, make_inputs(images, titles, n=len(images)))
+        return run_model(self.model, images)
 
     def prepare(self, data: bytes) -> np.ndarray:
         """Validate bytes (raises ImageRejected) and turn them into the model's input."""
@@ -452,7 +435,7 @@ def _run_titled(
     product with that product's title, calibrated in the product's own input mode."""
     from classifier.embeddings import EmbeddingStore
     from classifier.pipeline import file_batches
-    from classifier.title_model import NAME, forward
+    from classifier.title_model import NAME
     from classifier.titles import product_titles
     from classifier.transfer import backbone_key
 
@@ -472,7 +455,7 @@ def _run_titled(
     for images, batch_positions in file_batches([work.paths[i] for i in todo],
                                                 clf.image_size, batch_size):
         pos = np.asarray([todo[i] for i in batch_positions.numpy().tolist()], np.int64)
-        feats = np.asarray(forward(backbone)(images.numpy().astype(np.float32)), np.float32)
+        feats = run_model(backbone, images.numpy())
         _write_titled(catalog, clf, fused, ids, work, pos, feats, titles, top_k, report, done)
         if progress:
             progress(len(done), len(work.paths))
@@ -484,13 +467,13 @@ def _write_titled(
     positions: np.ndarray, feats: np.ndarray, titles: dict[int, str], k: int,
     report: PredictReport, done: set[int],
 ) -> None:
-    from classifier.title_model import make_inputs, modes_of, raw_probabilities
+    from classifier.title_model import make_inputs, modes_of
 
     rows = [(pos, pid) for pos in positions.tolist() for pid in work.products[pos]]
     index = {pos: i for i, pos in enumerate(positions.tolist())}
     inputs = make_inputs(feats[[index[pos] for pos, _ in rows]],
                          [titles.get(pid) for _, pid in rows], n=len(rows))
-    probs = clf.calibration.apply(raw_probabilities(fused, inputs, 1024), modes_of(inputs))
+    probs = clf.calibration.apply(run_model(fused, inputs, 1024), modes_of(inputs))
     ranked = clf.top_k(probs, max(2, k))
     alone = single_input_guesses(clf, fused, inputs)
     out = []
