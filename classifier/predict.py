@@ -99,45 +99,39 @@ class Classifier:
                       titles: Sequence[str | None] | None = None) -> np.ndarray:
         """Calibrated class probabilities for a batch of prepared images (n, size, size, 3),
         with their products' titles if the model reads titles (otherwise they are ignored)."""
-        if self.calibration is not None:
-            return self.titled_probabilities(images, titles)
-        return calibrated(self.raw_probabilities(images), self.temperature)
+        return self.raw_and_calibrated(images, titles)[1]
 
-    def titled_probabilities(self, images: np.ndarray,
-                             titles: Sequence[str | None] | None) -> np.ndarray:
-        return self.calibrate(self.raw_probabilities(images, titles), titles)
-
-    def calibrate(self, raw: np.ndarray, titles: Sequence[str | None] | None = None) -> np.ndarray:
-        """Temperature-scaled probabilities: per input mode (whether each product had a
-        usable title) for a title-aware model, the one temperature otherwise."""
+    def raw_and_calibrated(self, images: np.ndarray, titles: Sequence[str | None] | None = None,
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """The model's own softmax and its temperature-scaled form: per input mode (whether
+        each product has a usable title) for a title-aware model, the one temperature else."""
+        inputs = self.model_inputs(images, titles)
+        raw = run_model(self.model, inputs)
         if self.calibration is None:
-            return calibrated(raw, self.temperature)
-        from classifier.title_model import BOTH, IMAGE
-        from classifier.titles import model_text
+            return raw, calibrated(raw, self.temperature)
+        from classifier.title_model import modes_of
 
-        modes = (np.array([BOTH if model_text(t) else IMAGE for t in titles])
-                 if titles is not None else IMAGE)
-        return self.calibration.apply(raw, modes)
+        return raw, self.calibration.apply(raw, modes_of(inputs))
 
-    def _check_shape(self, images: np.ndarray) -> None:
+    def raw_probabilities(self, images: np.ndarray,
+                          titles: Sequence[str | None] | None = None) -> np.ndarray:
+        """The model's own softmax output, before temperature scaling."""
+        return run_model(self.model, self.model_inputs(images, titles))
+
+    def model_inputs(self, images: np.ndarray, titles: Sequence[str | None] | None) -> Any:
+        """What the model takes: the images, or with their titles for a title-aware model."""
+        images = np.asarray(images)
         expected = (self.image_size, self.image_size, 3)
         if images.ndim != 4 or images.shape[1:] != expected:
             raise ImageSizeMismatch(
                 f"model {self.version} takes {expected[0]}x{expected[1]} RGB images, "
                 f"got an array of shape {images.shape}"
             )
+        if self.calibration is None:
+            return images
+        from classifier.title_model import make_inputs
 
-    def raw_probabilities(self, images: np.ndarray,
-                          titles: Sequence[str | None] | None = None) -> np.ndarray:
-        """The model's own softmax output, before temperature scaling (titles: read by a
-        title-aware model only)."""
-        images = np.asarray(images)
-        self._check_shape(images)
-        if self.calibration is not None:
-            from classifier.title_model import make_inputs
-
-            return run_model(self.model, make_inputs(images, titles, n=len(images)))
-        return run_model(self.model, images)
+        return make_inputs(images, titles, n=len(images))
 
     def prepare(self, data: bytes) -> np.ndarray:
         """Validate bytes (raises ImageRejected) and turn them into the model's input."""
@@ -467,13 +461,13 @@ def _write_titled(
     positions: np.ndarray, feats: np.ndarray, titles: dict[int, str], k: int,
     report: PredictReport, done: set[int],
 ) -> None:
-    from classifier.title_model import make_inputs, modes_of
+    from classifier.title_model import make_inputs, predict
 
     rows = [(pos, pid) for pos in positions.tolist() for pid in work.products[pos]]
     index = {pos: i for i, pos in enumerate(positions.tolist())}
     inputs = make_inputs(feats[[index[pos] for pos, _ in rows]],
                          [titles.get(pid) for _, pid in rows], n=len(rows))
-    probs = clf.calibration.apply(run_model(fused, inputs, 1024), modes_of(inputs))
+    probs = predict(fused, clf.calibration, inputs)
     ranked = clf.top_k(probs, max(2, k))
     alone = single_input_guesses(clf, fused, inputs)
     out = []
