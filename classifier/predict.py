@@ -105,7 +105,7 @@ class Classifier:
                            ) -> tuple[np.ndarray, np.ndarray]:
         """The model's own softmax and its temperature-scaled form: per input mode (whether
         each product has a usable title) for a title-aware model, the one temperature else."""
-        inputs = self.model_inputs(images, titles)
+        inputs = self.inputs_for(images, titles)
         raw = run_model(self.model, inputs)
         if self.calibration is None:
             return raw, calibrated(raw, self.temperature)
@@ -116,9 +116,9 @@ class Classifier:
     def raw_probabilities(self, images: np.ndarray,
                           titles: Sequence[str | None] | None = None) -> np.ndarray:
         """The model's own softmax output, before temperature scaling."""
-        return run_model(self.model, self.model_inputs(images, titles))
+        return run_model(self.model, self.inputs_for(images, titles))
 
-    def model_inputs(self, images: np.ndarray, titles: Sequence[str | None] | None) -> Any:
+    def inputs_for(self, images: np.ndarray, titles: Sequence[str | None] | None) -> Any:
         """What the model takes: the images, or with their titles for a title-aware model."""
         images = np.asarray(images)
         expected = (self.image_size, self.image_size, 3)
