@@ -40,7 +40,6 @@ class DoctorReport:
     dead_runs: list[int] = field(default_factory=list)  # "running" rows of killed runs
     missing_models: list[str] = field(default_factory=list)  # versions whose file is gone
     orphan_models: list[Path] = field(default_factory=list)  # .keras files without a row
-    repaired: bool = False
 
     @property
     def problems(self) -> int:
@@ -179,4 +178,3 @@ def _repair(catalog: Catalog, report: DoctorReport) -> None:
                 update(CrawlRun).where(CrawlRun.id.in_(report.dead_runs))
                 .values(status="interrupted", finished_at=utcnow())
             )
-    report.repaired = True

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from catalog.models import Image, SplitAssignment
 
-SPLITS = ("train", "val", "test")
 TEST_FRACTION = 0.15
 VAL_FRACTION = 0.15
 SEED = 1234

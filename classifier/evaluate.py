@@ -98,8 +98,7 @@ def evaluate(
         with catalog.session() as session:
             found = example_titles(session, data)
         titles = [found.get(test[i].sha256) for i in decoded.index]
-    raw = clf.raw_probabilities(decoded.images, titles)
-    probs = clf.calibrate(raw, titles)
+    raw, probs = clf.raw_and_calibrated(decoded.images, titles)
     predicted = probs.argmax(axis=1)
     matrix = M.confusion(labels, predicted, len(clf.classes))
     scores = M.class_scores(matrix, clf.classes)

@@ -25,7 +25,7 @@ from catalog.errors import ImageRejected, InvalidInput, one_line
 from catalog.images import Limits, inspect_image
 from catalog.labels import current_labels
 from catalog.models import Category, Model, Prediction, Product, ProductImage
-from classifier.backend import load_tensorflow
+from classifier.backend import load_tensorflow, run_model
 from classifier.config import DEFAULT_TOP_K
 from classifier.errors import ClassMismatch, ImageSizeMismatch, ModelFileError
 from classifier.metrics import calibrated
@@ -60,7 +60,6 @@ class Classifier:
         self.limits = limits
         # title-aware models: a title_model.ModeCalibration (one temperature per input mode)
         self.calibration = calibration
-        self._forward: Any = None  # the traced forward pass (see _run)
 
     @property
     def reads_titles(self) -> bool:
@@ -100,61 +99,39 @@ class Classifier:
                       titles: Sequence[str | None] | None = None) -> np.ndarray:
         """Calibrated class probabilities for a batch of prepared images (n, size, size, 3),
         with their products' titles if the model reads titles (otherwise they are ignored)."""
-        if self.calibration is not None:
-            return self.titled_probabilities(images, titles)
-        return calibrated(self.raw_probabilities(images), self.temperature)
+        return self.raw_and_calibrated(images, titles)[1]
 
-    def titled_probabilities(self, images: np.ndarray,
-                             titles: Sequence[str | None] | None) -> np.ndarray:
-        return self.calibrate(self.raw_probabilities(images, titles), titles)
-
-    def calibrate(self, raw: np.ndarray, titles: Sequence[str | None] | None = None) -> np.ndarray:
-        """Temperature-scaled probabilities: per input mode (whether each product had a
-        usable title) for a title-aware model, the one temperature otherwise."""
+    def raw_and_calibrated(self, images: np.ndarray, titles: Sequence[str | None] | None = None,
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """The model's own softmax and its temperature-scaled form: per input mode (whether
+        each product has a usable title) for a title-aware model, the one temperature else."""
+        inputs = self.inputs_for(images, titles)
+        raw = run_model(self.model, inputs)
         if self.calibration is None:
-            return calibrated(raw, self.temperature)
-        from classifier.title_model import BOTH, IMAGE
-        from classifier.titles import model_text
+            return raw, calibrated(raw, self.temperature)
+        from classifier.title_model import modes_of
 
-        modes = (np.array([BOTH if model_text(t) else IMAGE for t in titles])
-                 if titles is not None else IMAGE)
-        return self.calibration.apply(raw, modes)
+        return raw, self.calibration.apply(raw, modes_of(inputs))
 
-    def _check_shape(self, images: np.ndarray) -> None:
+    def raw_probabilities(self, images: np.ndarray,
+                          titles: Sequence[str | None] | None = None) -> np.ndarray:
+        """The model's own softmax output, before temperature scaling."""
+        return run_model(self.model, self.inputs_for(images, titles))
+
+    def inputs_for(self, images: np.ndarray, titles: Sequence[str | None] | None) -> Any:
+        """What the model takes: the images, or with their titles for a title-aware model."""
+        images = np.asarray(images)
         expected = (self.image_size, self.image_size, 3)
         if images.ndim != 4 or images.shape[1:] != expected:
             raise ImageSizeMismatch(
                 f"model {self.version} takes {expected[0]}x{expected[1]} RGB images, "
                 f"got an array of shape {images.shape}"
             )
+        if self.calibration is None:
+            return images
+        from classifier.title_model import make_inputs
 
-    def raw_probabilities(self, images: np.ndarray,
-                          titles: Sequence[str | None] | None = None) -> np.ndarray:
-        """The model's own softmax output, before temperature scaling (titles: read by a
-        title-aware model only)."""
-        images = np.asarray(images)
-        self._check_shape(images)
-        if self.calibration is not None:
-            from classifier.title_model import make_inputs, raw_probabilities
-
-            inputs = make_inputs(images.astype(np.float32), titles, n=len(images))
-            return raw_probabilities(self.model, inputs, 256)
-        if len(images) == 0:
-            return np.zeros((0, len(self.classes)), np.float32)
-        out = [self._run(images[i : i + 256]) for i in range(0, len(images), 256)]
-        return np.concatenate(out)
-
-    def _run(self, chunk: np.ndarray) -> np.ndarray:
-        """One forward pass through a graph traced once for any batch size: Keras'
-        predict_on_batch traced again for each new batch shape (seconds for lite0)."""
-        if self._forward is None:
-            import tensorflow as tf
-
-            spec = tf.TensorSpec([None, *chunk.shape[1:]], tf.float32)
-            model = self.model
-            self._forward = tf.function(lambda x: model(x, training=False),
-                                        input_signature=[spec])
-        return np.asarray(self._forward(np.asarray(chunk, np.float32)))
+        return make_inputs(images, titles, n=len(images))
 
     def prepare(self, data: bytes) -> np.ndarray:
         """Validate bytes (raises ImageRejected) and turn them into the model's input."""
@@ -452,7 +429,7 @@ def _run_titled(
     product with that product's title, calibrated in the product's own input mode."""
     from classifier.embeddings import EmbeddingStore
     from classifier.pipeline import file_batches
-    from classifier.title_model import NAME, forward
+    from classifier.title_model import NAME
     from classifier.titles import product_titles
     from classifier.transfer import backbone_key
 
@@ -472,7 +449,7 @@ def _run_titled(
     for images, batch_positions in file_batches([work.paths[i] for i in todo],
                                                 clf.image_size, batch_size):
         pos = np.asarray([todo[i] for i in batch_positions.numpy().tolist()], np.int64)
-        feats = np.asarray(forward(backbone)(images.numpy().astype(np.float32)), np.float32)
+        feats = run_model(backbone, images.numpy())
         _write_titled(catalog, clf, fused, ids, work, pos, feats, titles, top_k, report, done)
         if progress:
             progress(len(done), len(work.paths))
@@ -484,13 +461,13 @@ def _write_titled(
     positions: np.ndarray, feats: np.ndarray, titles: dict[int, str], k: int,
     report: PredictReport, done: set[int],
 ) -> None:
-    from classifier.title_model import make_inputs, modes_of, raw_probabilities
+    from classifier.title_model import make_inputs, predict
 
     rows = [(pos, pid) for pos in positions.tolist() for pid in work.products[pos]]
     index = {pos: i for i, pos in enumerate(positions.tolist())}
     inputs = make_inputs(feats[[index[pos] for pos, _ in rows]],
                          [titles.get(pid) for _, pid in rows], n=len(rows))
-    probs = clf.calibration.apply(raw_probabilities(fused, inputs, 1024), modes_of(inputs))
+    probs = predict(fused, clf.calibration, inputs)
     ranked = clf.top_k(probs, max(2, k))
     alone = single_input_guesses(clf, fused, inputs)
     out = []

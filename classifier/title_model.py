@@ -24,7 +24,6 @@ validation, kept as JSON in the model's metadata.
 from __future__ import annotations
 
 import math
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +32,7 @@ import numpy as np
 
 from classifier import metrics as M
 from classifier.backbones.lite0 import FEATURES
+from classifier.backend import run_model
 from classifier.titles import model_text
 
 BOTH, IMAGE, TITLE = "image+title", "image", "title"
@@ -245,31 +245,9 @@ def train_title_model(model: Any, train: Inputs, train_y: np.ndarray, weights: n
 # ------------------------------------------------------------------------------ prediction
 
 
-_FORWARD: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def forward(model: Any) -> Any:
-    """model(x) as a graph traced once for any batch size, kept per model: Keras'
-    predict_on_batch traces again for every new batch shape (seconds each for lite0), and
-    predict's batches have as many shapes as there are products per chunk of images."""
-    found = _FORWARD.get(model)
-    if found is None:
-        import tensorflow as tf
-
-        spec = tf.nest.map_structure(
-            lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), model.input)
-        found = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        _FORWARD[model] = found
-    return found
-
-
 def raw_probabilities(model: Any, inputs: Inputs, batch: int = 512) -> np.ndarray:
-    n = len(inputs["image"])
-    if n == 0:
-        return np.zeros((0, model.output_shape[-1]), np.float32)
-    run = forward(model)
-    return np.concatenate([np.asarray(run({k: v[i:i + batch] for k, v in inputs.items()}))
-                           for i in range(0, n, batch)])
+    """The model's softmax, before calibration (classifier.backend.run_model)."""
+    return run_model(model, inputs, batch)
 
 
 @dataclass

@@ -39,14 +39,12 @@ class StageResult:
     name: str
     summary: str
     seconds: float
-    skipped: bool = False
 
 
 @dataclass
 class DemoResult:
     home: Path
     stages: list[StageResult] = field(default_factory=list)
-    store_url: str = ""
     model_version: str = ""
     accuracy: float = 0.0
     macro_f1: float = 0.0
@@ -122,17 +120,16 @@ def run_demo(
     with stages.stage("storefront") as st:
         server = DemoShop(root)
         server.start()
-        result.store_url = server.url
         st.summary = f"serving {len(server.manifest['products'])} products at {server.url}"
     try:
         with stages.stage("crawl") as st:
-            st.summary, st.skipped = _crawl(catalog, server.url, on_progress)
+            st.summary = _crawl(catalog, server.url, on_progress)
     finally:
         server.stop()
     with stages.stage("dedupe") as st:
         st.summary = _dedupe(catalog)
     with stages.stage("train") as st:
-        st.summary, st.skipped = _train(catalog, options, result, on_progress)
+        st.summary = _train(catalog, options, result, on_progress)
     with stages.stage("evaluate") as st:
         st.summary = _evaluate(catalog, result)
     with stages.stage("predict") as st:
@@ -148,24 +145,23 @@ def _catalog_path(catalog: Catalog) -> str:
     return catalog.engine.url.render_as_string(hide_password=True)
 
 
-def _crawl(catalog: Catalog, url: str, on_progress: OnProgress) -> tuple[str, bool]:
+def _crawl(catalog: Catalog, url: str, on_progress: OnProgress) -> str:
     """Crawl once per home: the shop's URL changes with its port, so a second crawl is skipped."""
     from scraper.run import crawl
 
     with catalog.session() as session:
         if session.scalar(select(Store.id).where(Store.name == DEMO_STORE)) is not None:
-            return f"already crawled into this home (store '{DEMO_STORE}')", True
+            return f"already crawled into this home (store '{DEMO_STORE}')"
 
     def progress(report: Any) -> None:
         on_progress(report.products, 0)
 
     report = crawl(catalog, url, store_name=DEMO_STORE, progress=progress)
-    summary = (
+    return (
         f"{report.pages} pages, products {report.products_new} new, images {report.images_new} "
         f"new / {report.images_duplicate} duplicate / {report.images_rejected} rejected, "
         f"{report.errors} errors"
     )
-    return summary, False
 
 
 def _dedupe(catalog: Catalog) -> str:
@@ -180,7 +176,7 @@ def _dedupe(catalog: Catalog) -> str:
 
 def _train(
     catalog: Catalog, options: DemoOptions, result: DemoResult, on_progress: OnProgress
-) -> tuple[str, bool]:
+) -> str:
     """Train once per home; a second run reuses the model, so its numbers are the same."""
     from classifier.train import TrainConfig, train
 
@@ -188,7 +184,7 @@ def _train(
         existing = active_model(session)
         if existing is not None:
             result.model_version = existing.version
-            return f"reusing model {existing.version} ({existing.architecture})", True
+            return f"reusing model {existing.version} ({existing.architecture})"
     config = TrainConfig(
         level=DEMO_LEVEL,
         arch=options.arch,
@@ -206,13 +202,12 @@ def _train(
     result.model_version = trained.version
     if trained.curves_png:
         result.plots.append(trained.curves_png)
-    summary = (
+    return (
         f"model {trained.version} ({trained.architecture}, reads {trained.inputs}, "
         f"{len(trained.classes)} classes, "
         f"{_how(trained)} in {trained.train_seconds:.0f} s, "
         f"val accuracy {trained.val_accuracy:.1%})"
     )
-    return summary, False
 
 
 def _how(trained: Any) -> str:

@@ -7,7 +7,9 @@ ReviewSession, which commits at once; quitting or a crash loses nothing.
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -65,13 +67,28 @@ def picture_size(image_class: type[Any] | None) -> tuple[int, int]:
     if image_class is None or image_class.__name__ in TEXT_MODES:
         return cols, rows * 2
     import textual_image.renderable as tir
-    from textual_image._terminal import get_cell_size
 
     if image_class.__name__ == "AutoImage" and tir.Image in (tir.HalfcellImage, tir.UnicodeImage):
         return cols, rows * 2
+    width, height = cell_pixels()
+    return cols * width, rows * height
 
-    cell = get_cell_size()
-    return cols * cell.width, rows * cell.height
+
+def cell_pixels() -> tuple[int, int]:
+    """A terminal cell's size in pixels, from the window size the kernel keeps for the
+    terminal (TIOCGWINSZ); 10x20, the common size, when the terminal does not say."""
+    try:
+        import fcntl
+        import termios
+
+        terminal = sys.__stdout__.fileno() if sys.__stdout__ else -1  # Textual swaps stdout
+        winsize = fcntl.ioctl(terminal, termios.TIOCGWINSZ, bytes(8))
+        rows, cols, width, height = struct.unpack("4H", winsize)
+    except (ImportError, OSError, ValueError):  # no terminal, or not POSIX
+        return 10, 20
+    if not (rows and cols and width and height):
+        return 10, 20
+    return width // cols, height // rows
 
 
 def load_picture(path: str, size: tuple[int, int]) -> Any:

@@ -257,6 +257,41 @@ def test_seed_architecture_is_the_sequential_cnn() -> None:
     assert {"Conv2D", "MaxPooling2D", "BatchNormalization", "Dropout", "Dense"} <= kinds
 
 
+def test_one_forward_pass_for_any_model_any_batch_and_no_retracing_warning(
+        tmp_path: Path) -> None:
+    """run_model: a Sequential model loaded from a file (it has no inputs of its own until
+    called) and several fresh models, at several batch sizes, give the model's own answers,
+    without TensorFlow's "retracing" warning (make demo runs five models one after another)."""
+    import logging
+
+    import keras
+
+    from classifier.architectures import build_model
+    from classifier.backend import run_model
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("tensorflow").addHandler(handler)
+    try:
+        build_model((32, 32, 3), 4, "seed").save(tmp_path / "seed.keras")
+        models = [keras.saving.load_model(tmp_path / "seed.keras")]
+        models += [keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]) for _ in range(6)]
+        rng = np.random.default_rng(0)
+        inputs = [rng.random((7, *m.input_shape[1:]), np.float32) for m in models]
+        for model, x in zip(models, inputs, strict=True):  # one call each, as in make demo
+            assert np.allclose(run_model(model, x), model(x, training=False), atol=1e-5)
+        seed, x = models[0], inputs[0]
+        for rows in (7, 3, 0):  # the same graph for any batch size
+            got = run_model(seed, x[:rows], batch=2)
+            assert got.shape == (rows, 4)
+            if rows:  # (Keras itself cannot run the seed model on no rows)
+                assert np.allclose(got, seed(x[:rows], training=False), atol=1e-5)
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
+    assert not [m for m in seen if "retracing" in m]
+
+
 # ------------------------------------------------------------------ training and registry
 
 

@@ -96,7 +96,8 @@ def test_the_demo_model_is_lite0_and_serves_like_the_library(demo_home, demo_db:
 
     from classifier.predict import Classifier
     from cli.web.app import create_app
-    from cli.web.server import start_in_thread
+
+    from helpers.web import start_in_thread
 
     home, _out, _again = demo_home
     db = ["--db", demo_db] if demo_db else []

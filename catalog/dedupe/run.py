@@ -54,10 +54,6 @@ class DedupeSummary:
     rejected: int = 0  # hash pairs the colour verification turned down
     unverifiable: int = 0  # images in candidate pairs whose file could not be read
 
-    @property
-    def nothing_to_do(self) -> bool:
-        return self.mode in ("empty", "nothing-new")
-
 
 @dataclass
 class _Rows:

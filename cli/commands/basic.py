@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cli.render import progress_bar
+from cli.render import facts_table, progress_bar
 from cli.state import state, user_errors
 
 categories_app = typer.Typer(
@@ -43,11 +43,8 @@ def stats(ctx: typer.Context) -> None:
         stores.add_column(col, justify="right" if col == "products" else "left")
     for row in s.stores:
         stores.add_row(row.name, row.base_url, f"{row.products:,}")
-    totals = Table(title="Catalog", title_justify="left", show_header=False)
-    totals.add_column("what")
-    totals.add_column("count", justify="right")
     sources = ", ".join(f"{k} {v:,}" for k, v in sorted(s.labels_by_source.items())) or "none"
-    for name, value in [
+    totals = facts_table([
         ("products", f"{s.products:,}"),
         ("images", f"{s.images:,}"),
         ("images rejected", f"{s.images_rejected:,}"),
@@ -56,8 +53,7 @@ def stats(ctx: typer.Context) -> None:
         ("duplicate images", f"{s.duplicates:,} in {s.clusters:,} clusters"),
         ("models", f"{s.models:,}" + (f" (active {s.active_model})" if s.active_model else "")),
         ("predictions", f"{s.predictions:,}"),
-    ]:
-        totals.add_row(name, value)
+    ], "Catalog")
     st.console.print(stores)
     st.console.print(totals)
 

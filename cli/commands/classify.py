@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from classifier.config import DEFAULT_TOP_K, TrainConfig
+from cli.commands import MODEL
 from cli.render import bar_progress, progress_bar
 from cli.state import AppState, state, user_errors
 
@@ -185,7 +186,7 @@ def predict(
     all_: bool = typer.Option(False, "--all", help="Every product, labelled or not."),
     unlabelled: bool = typer.Option(False, "--unlabelled", help="Products without a label "
                                     "(the default)."),
-    model: str = typer.Option(None, "--model", help="Model version \\[default: active]."),
+    model: str = MODEL,
     top_k: int = typer.Option(DEFAULT_TOP_K, "--top-k", help="Categories kept per prediction."),
 ) -> None:
     """Predict categories for the catalog's products and store them with the model version.
@@ -219,7 +220,7 @@ def classify(
     images: list[Path] = typer.Argument(..., help="Image files to classify."),
     top_k: int = typer.Option(DEFAULT_TOP_K, "--top-k", help="Categories per image."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    model: str = typer.Option(None, "--model", help="Model version \\[default: active]."),
+    model: str = MODEL,
     title: str = typer.Option(None, "--title", help="The product's title, read by a "
                               "title-aware model (the same title for every image given)."),
 ) -> None:

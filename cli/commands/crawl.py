@@ -11,23 +11,22 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from cli.render import facts_table
 from cli.state import AppState, state, user_errors
 
 
 def counters_table(report: Any, title: str = "Crawl") -> Table:
     """The live view and the summary: one row per counter."""
-    table = Table(title=title, title_justify="left", show_header=False, box=None)
-    table.add_column("what", style="bold")
-    table.add_column("count", justify="right")
-    table.add_row("pages", f"{report.pages:,}")
-    table.add_row("products", f"new {report.products_new:,}  updated {report.products_updated:,}"
-                  f"  unchanged {report.products_unchanged:,}")
-    table.add_row("images", f"new {report.images_new:,}  duplicate {report.images_duplicate:,}"
-                  f"  rejected {report.images_rejected:,}  already stored {report.images_known:,}")
     refused = f"  (refused internal addresses {report.blocked:,})" if report.blocked else ""
-    table.add_row("errors", f"{report.errors:,}{refused}")
-    table.add_row("rate", f"{report.rate:,.1f} products/s")
-    return table
+    return facts_table([
+        ("pages", f"{report.pages:,}"),
+        ("products", f"new {report.products_new:,}  updated {report.products_updated:,}"
+                     f"  unchanged {report.products_unchanged:,}"),
+        ("images", f"new {report.images_new:,}  duplicate {report.images_duplicate:,}  "
+                   f"rejected {report.images_rejected:,}  already stored {report.images_known:,}"),
+        ("errors", f"{report.errors:,}{refused}"),
+        ("rate", f"{report.rate:,.1f} products/s"),
+    ], title, borderless=True)
 
 
 @contextlib.contextmanager

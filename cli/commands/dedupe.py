@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from cli.render import progress_bar
+from cli.render import facts_table, progress_bar
 from cli.state import AppState, state, user_errors
 
 if TYPE_CHECKING:
@@ -89,14 +89,10 @@ def _render_summary(st: AppState, s: DedupeSummary) -> None:
             f"Nothing to do: all {s.images:,} images were already compared at threshold "
             f"{s.threshold} (use --full to redo all pairs)."
         )
-    table = Table(title="Dedupe" + (" (dry run: nothing written)" if s.dry_run else ""),
-                  title_justify="left", show_header=False)
-    table.add_column("what")
-    table.add_column("value", justify="right")
     rule = f"pHash ≤ {s.threshold} and dHash ≤ {s.dhash_threshold}"
     if s.verify_cut is not None:
         rule += f" and colours correlate ≥ {s.verify_cut:g}"
-    for name, value in [
+    table = facts_table([
         ("mode", s.mode),
         ("duplicate when", rule),
         ("images with hashes", f"{s.images:,}"),
@@ -112,8 +108,7 @@ def _render_summary(st: AppState, s: DedupeSummary) -> None:
         ("images that leave training", f"{s.leaving_training:,} (+{s.newly_leaving:,} now)"),
         ("rows " + ("that would change" if s.dry_run else "changed"), f"{s.rows_changed:,}"),
         ("time", f"{s.seconds:.1f} s"),
-    ]:
-        table.add_row(name, value)
+    ], "Dedupe" + (" (dry run: nothing written)" if s.dry_run else ""))
     st.console.print(table)
     if s.sizes:
         sizes = ", ".join(f"{size}: {count:,}" for size, count in sorted(s.sizes.items()))

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from catalog.options import DEFAULT_BELOW, DISAGREEMENT_CONFIDENCE, INPUTS_DISAGREE_CONFIDENCE
+from cli.commands import MODEL
 from cli.render import ImageMode
 from cli.state import AppState, state, user_errors
 
@@ -32,9 +33,7 @@ def review(
     category: str = typer.Option(
         None, "--category", help="Only products the model puts in this category (or under it).",
     ),
-    model: str = typer.Option(
-        None, "--model", help="Model version \\[default: the active model].", show_default=False,
-    ),
+    model: str = MODEL,
     limit: int = typer.Option(None, "--limit", help="At most this many products."),
     disagreements: bool = typer.Option(
         False, "--disagreements",

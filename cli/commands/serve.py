@@ -7,6 +7,7 @@ import os
 
 import typer
 
+from cli.commands import MODEL
 from cli.state import state, user_errors
 
 
@@ -16,7 +17,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but "
                              "localhost exposes the page to your network."),
     port: int = typer.Option(8000, "--port", help="TCP port (0 picks a free one)."),
-    model: str = typer.Option(None, "--model", help="Model version \\[default: the active one]."),
+    model: str = MODEL,
     allow_save: bool = typer.Option(
         False, "--allow-save", help="Show a 'save to catalog' button: stores the image in the "
         "catalog (store 'uploads') with the chosen category as a human label.",

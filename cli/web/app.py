@@ -254,9 +254,9 @@ class Predictor:
             for j in batch:
                 j.done.set()
 
-    def warm_up(self, batch_sizes: Sequence[int] = (1, 2, 4, 8)) -> None:
-        """Predict once per batch size, so no user request pays for tracing the model."""
-        import numpy as np
+    def warm_up(self) -> None:
+        """Classify one image, so no user request pays for tracing the model (the traced
+        graph serves any batch size: classifier.backend.run_model)."""
         from PIL import Image
 
         buf = io.BytesIO()
@@ -265,10 +265,6 @@ class Predictor:
         result = self.classify([buf.getvalue()], 1)[0]
         if isinstance(result, ImageRejected):
             log.warning("warm-up image refused: %s", result)
-            return
-        one = self.classifier.prepare(buf.getvalue())[None]
-        for n in batch_sizes:
-            self.classifier.probabilities(np.repeat(one, n, axis=0))
 
 
 class SecurityHeaders:
@@ -420,21 +416,12 @@ def create_app(catalog: Catalog, classifier: Classifier, config: WebConfig = Web
             (422, "A decompression bomb, a tiny image, damaged bytes."),
         ]
     }
-    upload_body = {
-        "requestBody": {
-            "required": True,
-            "content": {"multipart/form-data": {"schema": {
-                "type": "object",
-                "required": ["files"],
-                "properties": {"files": {
-                    "type": "array",
-                    "items": {"type": "string", "format": "binary"},
-                    "description": f"One or more images (at most {limits.max_files}, "
-                                   f"each at most {limits.max_file_bytes} bytes).",
-                }},
-            }}},
-        }
-    }
+    upload_body = _form_body({"files": {
+        "type": "array",
+        "items": {"type": "string", "format": "binary"},
+        "description": f"One or more images (at most {limits.max_files}, "
+                       f"each at most {limits.max_file_bytes} bytes).",
+    }})
 
     @app.post(
         "/api/classify", response_model=ClassifyResult, tags=["api"], openapi_extra=upload_body,
@@ -463,17 +450,14 @@ def create_app(catalog: Catalog, classifier: Classifier, config: WebConfig = Web
         )
         results = []
         for upload, outcome in zip(form.files, outcomes, strict=True):
-            digest = hashlib.sha256(upload.data).hexdigest() if upload.data else None
-            if isinstance(outcome, ImageRejected):
-                results.append(FileResult(
-                    filename=upload.filename, ok=False, bytes=len(upload.data), sha256=digest,
-                    error=rejected_info(outcome, upload.filename or "upload"),
-                ))
-            else:
-                results.append(FileResult(
-                    filename=upload.filename, ok=True, bytes=len(upload.data), sha256=digest,
-                    top_k=[Guess(category=c, confidence=round(p, 6)) for c, p in outcome],
-                ))
+            refused = isinstance(outcome, ImageRejected)
+            results.append(FileResult(
+                filename=upload.filename, ok=not refused, bytes=len(upload.data),
+                sha256=hashlib.sha256(upload.data).hexdigest() if upload.data else None,
+                error=rejected_info(outcome, upload.filename or "upload") if refused else None,
+                top_k=[] if refused else [Guess(category=c, confidence=round(p, 6))
+                                          for c, p in outcome],
+            ))
         failed = [r for r in results if not r.ok]
         body = ClassifyResult(model_version=classifier.version, results=results)
         status = 200
@@ -485,20 +469,11 @@ def create_app(catalog: Catalog, classifier: Classifier, config: WebConfig = Web
         return JSONResponse(body.model_dump(), status_code=status,
                             headers={"Cache-Control": "no-store"})
 
-    save_body = {
-        "requestBody": {
-            "required": True,
-            "content": {"multipart/form-data": {"schema": {
-                "type": "object",
-                "required": ["file", "category"],
-                "properties": {
-                    "file": {"type": "string", "format": "binary"},
-                    "category": {"type": "string", "description": "One of the model's classes "
-                                 "or any category of the catalog."},
-                },
-            }}},
-        }
-    }
+    save_body = _form_body({
+        "file": {"type": "string", "format": "binary"},
+        "category": {"type": "string", "description": "One of the model's classes "
+                     "or any category of the catalog."},
+    })
 
     @app.post(
         "/api/save", response_model=Saved, status_code=201, tags=["api"],
@@ -536,6 +511,13 @@ def create_app(catalog: Catalog, classifier: Classifier, config: WebConfig = Web
         return JSONResponse(saved.model_dump(), status_code=201)
 
     return app
+
+
+def _form_body(fields: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI's description of a multipart form whose fields are all required."""
+    schema = {"type": "object", "required": list(fields), "properties": fields}
+    return {"requestBody": {"required": True,
+                            "content": {"multipart/form-data": {"schema": schema}}}}
 
 
 def classify_within_budget(predictor: Predictor, budget: PixelBudget, blobs: list[bytes],

@@ -1,15 +1,10 @@
-"""Bind a listening socket and run the app with uvicorn (in the foreground or in a thread)."""
+"""Bind a listening socket and run the app with uvicorn."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-import threading
-from dataclasses import dataclass
 from typing import Any
-
-from catalog.errors import InvalidInput
-from scraper.net import listen, serve_in_thread
 
 
 def is_loopback(host: str) -> bool:
@@ -41,30 +36,3 @@ def uvicorn_server(app: Any, log_level: str = "info", access_log: bool = True) -
 def run(app: Any, sock: socket.socket, log_level: str = "info") -> None:
     """Serve until Ctrl+C (uvicorn handles the signal and shuts down gracefully)."""
     uvicorn_server(app, log_level).run(sockets=[sock])
-
-
-@dataclass
-class Running:
-    """A server running in a background thread (tests and the benchmark)."""
-
-    url: str
-    server: Any
-    thread: threading.Thread
-    sock: socket.socket
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout)
-        self.sock.close()
-
-
-def start_in_thread(app: Any, host: str = "127.0.0.1", timeout: float = 60.0) -> Running:
-    """Start uvicorn on a free port in a daemon thread; returns once it is serving (warm)."""
-    sock = listen(host, 0)
-    server = uvicorn_server(app, log_level="warning", access_log=False)
-    try:
-        thread = serve_in_thread(server, [sock], "slashcat-web", timeout)
-    except InvalidInput:
-        sock.close()
-        raise
-    return Running(url_of(sock), server, thread, sock)

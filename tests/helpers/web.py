@@ -111,10 +111,40 @@ class Served:
     classifier: Any  # the loaded classifier.predict.Classifier the app serves
 
 
+@dataclass
+class Running:
+    """The app served by uvicorn in a background thread."""
+
+    url: str
+    server: Any
+    thread: threading.Thread
+    sock: Any
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+        self.sock.close()
+
+
+def start_in_thread(app: Any, host: str = "127.0.0.1", timeout: float = 60.0) -> Running:
+    """Start uvicorn on a free port in a daemon thread; returns once it is serving (warm)."""
+    from catalog.errors import InvalidInput
+    from cli.web.server import url_of, uvicorn_server
+    from scraper.net import listen, serve_in_thread
+
+    sock = listen(host, 0)
+    server = uvicorn_server(app, log_level="warning", access_log=False)
+    try:
+        thread = serve_in_thread(server, [sock], "slashcat-web", timeout)
+    except InvalidInput:
+        sock.close()
+        raise
+    return Running(url_of(sock), server, thread, sock)
+
+
 def _serve(home: Path, model: WebModel, allow_save: bool) -> Iterator[Served]:
     from classifier.predict import Classifier
     from cli.web.app import WebConfig, create_app
-    from cli.web.server import start_in_thread
     from cli.web.uploads import UploadLimits
 
     cat = open_catalog(Settings.load(home=home, env={}))
