@@ -16,6 +16,3 @@ class BadStartUrl(ScraperError):
 class CrawlFailed(ScraperError):
     """The crawl could not run to its end (the reason is in the message)."""
 
-
-class ItemNotSaved(ScraperError):
-    """The catalog writer could not save one crawled product (the crawl goes on)."""
