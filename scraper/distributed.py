@@ -253,9 +253,8 @@ def _merge_reports(client: Any, job: Job, report: CrawlReport) -> bool:
         messages += part["error_messages"]
         blocked += part["blocked_urls"]
         start_error = start_error or part["start_error"]
+    report.set_counters(totals)
     with report._lock:
-        for name, value in totals.items():
-            setattr(report, name, value)
         report.rejections = rejections[:KEEP_DETAILS]
         report.error_messages = messages[:KEEP_DETAILS]
         report.blocked_urls = blocked[:KEEP_DETAILS]

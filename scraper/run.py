@@ -345,6 +345,8 @@ def run_spider(ctx: CrawlContext, url: str, settings: dict[str, Any]) -> str:
             done.wait(60)
         ctx.report.status = "interrupted"
         raise
+    finally:
+        ctx.report.unbind()  # the counters' final values, out of the crawler's stats
     if "error" in holder:
         raise CrawlFailed(f"the crawl stopped: {holder['error']}") from holder["error"]
     stats = holder["crawler"].stats
