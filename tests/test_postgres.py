@@ -310,3 +310,85 @@ def test_export_and_predict_stream_through_server_side_cursors(
         assert "product_images" in streamed
     finally:
         cat.close()
+
+
+# --- two writers, one image ----------------------------------------------------------------------
+
+
+def _store_image_as(home: str, url: str, product_url: str, data: bytes, go: Any,
+                    results: Any) -> None:
+    """One writer process (as a crawl worker writing to PostgreSQL): save one product whose
+    image is `data`, once `go` is set; put what save_batch said on `results`."""
+    from catalog.images import Limits
+    from scraper.extract import ProductData
+    from scraper.persist import FetchedImage, prepare_images, save_batch
+
+    settings = Settings.load(home=Path(home), db=url, env={})
+    with open_catalog(settings, create=False) as catalog:
+        limits = Limits(settings.max_pixels, settings.max_image_bytes, 16)
+        images = [FetchedImage("http://shop.test/same.jpg", "fetched", 200, data)]
+        go.wait(60)
+        prepare_images(catalog.store, images, limits)
+        store_id = 1
+        [result] = save_batch(catalog, store_id, [(ProductData(url=product_url), images)], limits)
+        results.put(result if isinstance(result, str) else result.product)
+
+
+def _lock_waits(conn: Any) -> list[str]:
+    """What the other backends of this database wait on, e.g. ['relation', 'transactionid']."""
+    return sorted(conn.execute(text(
+        "SELECT wait_event FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")).scalars())
+
+
+def test_two_writers_store_the_same_image_at_the_same_moment(
+        pg_catalog_url: str, tmp_path: Path, make_image: Any) -> None:
+    """Two processes insert the same image row, the second while the first has not committed:
+    the second waits for the first, then finds its row. One row, one file, both products."""
+    import multiprocessing as mp
+    import time
+
+    from scraper.persist import start_run
+
+    settings = Settings.load(home=tmp_path, db=pg_catalog_url, env={})
+    with open_catalog(settings) as catalog:
+        assert start_run(catalog, "shop", "http://shop.test/", {})[0] == 1
+        # The race on purpose: this lock on image_sources stops the first writer just after it
+        # inserted the image row (uncommitted); the second then inserts the same row.
+        holder = catalog.engine.connect()
+        holder.execute(text("LOCK TABLE image_sources IN EXCLUSIVE MODE"))
+        watcher = catalog.engine.connect()
+        ctx = mp.get_context("spawn")
+        go, results = ctx.Event(), ctx.Queue()
+        data = make_image(size=(96, 96))
+        procs = [ctx.Process(target=_store_image_as, args=(str(tmp_path), pg_catalog_url,
+                                                          f"http://shop.test/p{i}", data, go,
+                                                          results))
+                 for i in range(2)]
+        try:
+            for p in procs:
+                p.start()
+            go.set()
+            deadline = time.monotonic() + 90
+            waits: list[str] = []
+            while waits != ["relation", "transactionid"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+                waits = _lock_waits(watcher)
+                watcher.rollback()
+            # One writer holds the new image row and waits for image_sources; the other waits
+            # for the first's transaction to end, to know whether its own insert conflicts.
+            assert waits == ["relation", "transactionid"], "the second writer never waited"
+        finally:
+            holder.rollback()
+            holder.close()
+            watcher.close()
+            for p in procs:
+                p.join(60)
+        assert sorted(results.get(timeout=10) for _ in procs) == ["new", "new"]
+        assert [p.exitcode for p in procs] == [0, 0]
+        with catalog.session() as s:
+            assert s.scalar(select(func.count(Image.id))) == 1
+            assert s.scalar(select(func.count(Product.id))) == 2
+            assert s.scalar(text("SELECT count(*) FROM product_images")) == 2
+            assert s.scalar(text("SELECT count(*) FROM image_sources")) == 1
+    assert len([p for p in (tmp_path / "images").rglob("*") if p.is_file()]) == 1
