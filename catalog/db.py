@@ -224,8 +224,19 @@ def translate_db_errors() -> Iterator[None]:
         raise CatalogError(f"database error: {one_line(exc.orig or exc)}") from exc
 
 
+def is_connection_lost(exc: BaseException | None) -> bool:
+    """The database server ended our connection (it restarted, or an admin ended it). SQLAlchemy
+    has then dropped the pool's connections, so the next transaction opens new ones."""
+    while exc is not None:
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        exc = exc.__cause__
+    return False
+
+
 def retry_locked(fn: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: Any) -> T:
-    """Run a write transaction again if SQLite said busy (another process was writing).
+    """Run a write transaction again if SQLite said busy (another process was writing), or the
+    server ended the connection mid-transaction (waiting a little longer each time, ~7 s in all).
 
     busy_timeout covers waiting for the lock, but not a transaction that read first and then
     found another writer had committed since (SQLite refuses it at once): that one must start
@@ -234,8 +245,9 @@ def retry_locked(fn: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: 
     for attempt in range(attempts):
         try:
             return fn(*args, **kwargs)
-        except CatalogLocked:
-            if attempt == attempts - 1:
+        except CatalogError as exc:
+            again = isinstance(exc, CatalogLocked) or is_connection_lost(exc)
+            if not again or attempt == attempts - 1:
                 raise
             time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")

@@ -392,3 +392,73 @@ def test_two_writers_store_the_same_image_at_the_same_moment(
             assert s.scalar(text("SELECT count(*) FROM product_images")) == 2
             assert s.scalar(text("SELECT count(*) FROM image_sources")) == 1
     assert len([p for p in (tmp_path / "images").rglob("*") if p.is_file()]) == 1
+
+
+# --- the connection lost mid-crawl ---------------------------------------------------------------
+
+
+def _end_other_connections(conn: Any) -> int:
+    """pg_terminate_backend on every other connection to this database (the crawl's)."""
+    ended = conn.execute(text(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend'")).scalar()
+    conn.commit()
+    return int(ended or 0)
+
+
+@pytest.mark.slow
+def test_connection_lost_mid_crawl_loses_no_product(storefront: Any, pg_catalog_url: str,
+                                                    tmp_path: Path) -> None:
+    """The server ends the crawl's connections (as a restart or an admin would) several times
+    while it writes: the crawl reconnects and retries the batch; no product is lost. (If it
+    ever stops instead, it must say so in one line and `--resume` must complete it.)"""
+    import time
+
+    from sqlalchemy import create_engine
+
+    facts = storefront.facts()
+    home = tmp_path / "home"
+    run_cli(home, pg_catalog_url, "init")
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    proc = subprocess.Popen([str(EXE), "--home", str(home), "--db", pg_catalog_url, "crawl",
+                             storefront.url, "--store-name", "shop"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    engine = create_engine(pg_catalog_url)
+    kills, total = [], len(facts.products)
+    try:
+        with engine.connect() as conn:
+            # Every 0.2 s from the first stored product on, so some kills land mid-batch.
+            while proc.poll() is None and len(kills) < 25:
+                stored = conn.execute(text("SELECT count(*) FROM products")).scalar() or 0
+                conn.commit()
+                if stored >= total:
+                    break
+                if stored and _end_other_connections(conn):
+                    kills.append(stored)
+                time.sleep(0.2)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert kills, "the crawl finished before any connection was ended"
+    assert "Traceback" not in out, out
+    if proc.returncode != 0:  # stopped cleanly: one line, and --resume completes the crawl
+        assert len(out.strip().splitlines()) == 1, out
+        again = run_cli(home, pg_catalog_url, "crawl", storefront.url, "--store-name", "shop",
+                        "--resume")
+        assert again.returncode == 0, again.stdout + again.stderr
+    with engine.connect() as conn:
+        urls = list(conn.execute(text("SELECT url FROM products")).scalars())
+        shas = list(conn.execute(text(
+            "SELECT sha256 FROM images WHERE rejected_reason IS NULL")).scalars())
+        errors = conn.execute(text("SELECT errors FROM crawl_runs ORDER BY id LIMIT 1")).scalar()
+    engine.dispose()
+    assert sorted(urls) == sorted(p["url"] for p in facts.products.values()), (kills, out)
+    truncated = facts.products[facts.fixtures["truncated_image"]]["image_urls"][0]
+    good = {sha for url, sha in facts.image_sha256.items() if url != truncated}
+    assert sorted(shas) == sorted(good)
+    files = [p for p in (home / "images").rglob("*") if p.is_file()
+             and not p.name.startswith(".tmp-")]
+    assert len(files) == len(good)
+    assert proc.returncode != 0 or errors == 0, out  # finished: no item reported lost either
