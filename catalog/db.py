@@ -225,13 +225,19 @@ def translate_db_errors() -> Iterator[None]:
 
 
 def is_connection_lost(exc: BaseException | None) -> bool:
-    """The database server ended our connection (it restarted, or an admin ended it). SQLAlchemy
-    has then dropped the pool's connections, so the next transaction opens new ones."""
+    """The database server ended our connection (it restarted, or an admin ended it), or cannot
+    be reached. SQLAlchemy has then dropped the pool's connections, so the next transaction
+    opens new ones."""
     while exc is not None:
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        if isinstance(exc, DBAPIError) and (exc.connection_invalidated or _unreachable(exc)):
             return True
         exc = exc.__cause__
     return False
+
+
+def _unreachable(exc: DBAPIError) -> bool:
+    # psycopg's OperationalError: the server is down, restarting or refusing connections.
+    return isinstance(exc, OperationalError) and type(exc.orig).__module__.startswith("psycopg")
 
 
 def retry_locked(fn: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: Any) -> T:

@@ -16,3 +16,7 @@ class BadStartUrl(ScraperError):
 class CrawlFailed(ScraperError):
     """The crawl could not run to its end (the reason is in the message)."""
 
+
+
+class CatalogLost(CrawlFailed):
+    """The catalog's database server stayed out of reach: the crawl stops, to be resumed."""

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalog.db import Catalog, retry_locked
+from catalog.db import Catalog, is_connection_lost, retry_locked, safe_url
 from catalog.errors import ImageRejected
 from catalog.images import ImageFacts, Limits, inspect_image
 from catalog.ingest import (
@@ -30,6 +30,7 @@ from catalog.ingest import (
 from catalog.labels import set_store_labels
 from catalog.models import CrawlRun, Image, ImageSource, utcnow
 from catalog.store import ImageStore, sha256_hex
+from scraper.errors import CatalogLost
 from scraper.extract import ProductData
 from scraper.report import CrawlReport
 
@@ -175,11 +176,15 @@ def save_products(catalog: Catalog, store_id: int, items: list[Item], limits: Li
 
 def save_batch(catalog: Catalog, store_id: int, items: list[Item], limits: Limits,
                categories: dict[str, int] | None = None) -> list[Result]:
-    """save_products, retried while SQLite is busy; if the batch still fails, each item on its
-    own, so one bad item loses only itself. Never raises for an item."""
+    """save_products, retried while SQLite is busy or the server connection is being restored;
+    if the batch still fails, each item on its own, so one bad item loses only itself. Raises
+    CatalogLost (the crawl stops) when the catalog's server stays out of reach."""
     try:
         return list(retry_locked(save_products, catalog, store_id, items, limits, categories))
     except Exception as exc:
+        if is_connection_lost(exc):  # for good: each item alone would only wait again
+            raise CatalogLost(f"lost the connection to the catalog at "
+                              f"{safe_url(catalog.settings.db_url)}") from exc
         if len(items) == 1:
             return [f"{type(exc).__name__}: {str(exc)[:200]}"]
     results: list[Result] = []

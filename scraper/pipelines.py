@@ -25,6 +25,7 @@ from twisted.internet.error import TCPTimedOutError, TimeoutError
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from scraper.errors import CatalogLost
 from scraper.items import ProductItem
 from scraper.middlewares import BLOCKED, AddressRefused
 from scraper.persist import (
@@ -36,6 +37,7 @@ from scraper.persist import (
     save_batch,
     skip_or_revalidate,
 )
+from scraper.run import CATALOG_LOST
 from scraper.writer import Batcher, WriterProcess
 
 
@@ -108,6 +110,7 @@ class StoreProductPipeline:
         self.use_process = use_process
         self.writer: Any = None  # save_batch(items) -> results: WriterProcess or RemoteWriter
         self.batcher: Batcher | None = None
+        self.stopping = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StoreProductPipeline:
@@ -152,12 +155,23 @@ class StoreProductPipeline:
             result = await maybe_deferred_to_future(self._save(item))
         except Exception as exc:  # a catalog error loses this item only
             ctx.report.error(f"saving {item.product.url}: {str(exc)[:160]}")
+            if isinstance(exc, CatalogLost):
+                self.stop(CATALOG_LOST)
             raise DropItem(str(exc)) from exc
         if isinstance(result, str):
             ctx.report.error(f"saving {item.product.url}: {result[:160]}")
             raise DropItem(result)
         result.apply(ctx.report)
         return item
+
+    def stop(self, reason: str) -> None:
+        """Close the spider (once): its queue is saved, and the items in flight end."""
+        from scrapy.utils.defer import deferred_from_coro
+
+        if not self.stopping:
+            self.stopping = True
+            deferred_from_coro(self.crawler.engine.close_spider_async(
+                reason=reason))
 
     def _save(self, item: ProductItem) -> Deferred[Result]:
         """The item's result, once its batch has committed (fired on the reactor thread)."""

@@ -25,7 +25,7 @@ from catalog.children import die_with_parent
 from catalog.db import open_catalog
 from catalog.images import Limits
 from catalog.settings import Settings
-from scraper.errors import CrawlFailed
+from scraper.errors import CatalogLost, CrawlFailed
 from scraper.persist import Item, Result, save_batch
 
 BATCH_ITEMS = 200  # items written in one transaction at most
@@ -57,7 +57,10 @@ def writer_main(settings: Settings, store_id: int, limits: Limits, conn: Any) ->
             items = conn.recv()
             if items is None:
                 break
-            conn.send(("ok", save_batch(catalog, store_id, items, limits, categories)))
+            try:
+                conn.send(("ok", save_batch(catalog, store_id, items, limits, categories)))
+            except CatalogLost as exc:
+                conn.send(("lost", str(exc)))
 
 
 class WriterProcess:
@@ -83,7 +86,10 @@ class WriterProcess:
 
     def save_batch(self, items: list[Item]) -> list[Result]:
         self.conn.send(items)
-        return self._receive()[1]
+        kind, value = self._receive()
+        if kind == "lost":
+            raise CatalogLost(value)
+        return value
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):

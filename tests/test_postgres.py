@@ -462,3 +462,59 @@ def test_connection_lost_mid_crawl_loses_no_product(storefront: Any, pg_catalog_
              and not p.name.startswith(".tmp-")]
     assert len(files) == len(good)
     assert proc.returncode != 0 or errors == 0, out  # finished: no item reported lost either
+
+
+@pytest.mark.slow
+def test_server_down_mid_crawl_stops_in_one_line_and_resume_completes(
+        storefront: Any, tmp_path: Path) -> None:
+    """The catalog's server goes down for longer than the retries wait: the crawl stops with one
+    line saying so, and once the server is back `crawl --resume` stores every product."""
+    import time
+
+    from sqlalchemy import create_engine
+
+    bin_dir = pg_bin_dir()
+    if bin_dir is None:
+        unavailable("no PostgreSQL binaries to stop and restart a server of this test's own")
+    assert bin_dir is not None
+    server = PostgresServer(bin_dir)
+    home = tmp_path / "home"
+    try:
+        server.start()
+        assert run_cli(home, server.url, "init").returncode == 0
+        env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+        crawl_args = [str(EXE), "--home", str(home), "--db", server.url, "crawl", storefront.url,
+                      "--store-name", "shop"]
+        proc = subprocess.Popen(crawl_args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=env)
+        engine = create_engine(server.url)
+        try:
+            with engine.connect() as conn:
+                while proc.poll() is None:
+                    stored = conn.execute(text("SELECT count(*) FROM products")).scalar() or 0
+                    conn.commit()
+                    if stored >= 10:
+                        break
+                    time.sleep(0.05)
+        finally:
+            engine.dispose()
+        assert proc.poll() is None, "the crawl finished before the server went down"
+        server.halt()
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 1, out
+        assert out.strip().splitlines() == [out.strip()], out
+        assert "lost the connection to the catalog" in out and "--resume" in out, out
+        assert "Traceback" not in out
+        server.restart()
+        again = run_cli(home, server.url, "crawl", storefront.url, "--store-name", "shop",
+                        "--resume")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "cannot resume shop: the last crawl lost its catalog" in again.stdout
+        facts = storefront.facts()
+        engine = create_engine(server.url)
+        with engine.connect() as conn:
+            urls = list(conn.execute(text("SELECT url FROM products")).scalars())
+        engine.dispose()
+        assert sorted(urls) == sorted(p["url"] for p in facts.products.values())
+    finally:
+        server.stop()
