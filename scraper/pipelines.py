@@ -170,8 +170,9 @@ class StoreProductPipeline:
 
         if not self.stopping:
             self.stopping = True
-            deferred_from_coro(self.crawler.engine.close_spider_async(
-                reason=reason))
+            engine = self.crawler.engine
+            assert engine is not None
+            deferred_from_coro(engine.close_spider_async(reason=reason))
 
     def _save(self, item: ProductItem) -> Deferred[Result]:
         """The item's result, once its batch has committed (fired on the reactor thread)."""
