@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import sqlite3
 import time
@@ -69,6 +70,9 @@ def make_engine(url: str, busy_timeout_s: float = 10.0) -> Engine:
         engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
         _sqlite_pragmas(engine, busy_timeout_s)
         return engine
+    # psycopg logs, as warnings, the errors it ignores while closing a connection the server
+    # ended; the caller reports the lost connection itself, in one line.
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())
     try:
         parsed = make_url(url)
         args = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}

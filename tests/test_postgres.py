@@ -420,7 +420,7 @@ def test_connection_lost_mid_crawl_loses_no_product(storefront: Any, pg_catalog_
     facts = storefront.facts()
     home = tmp_path / "home"
     run_cli(home, pg_catalog_url, "init")
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    env = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1"}  # the URL is long: no wrapping
     proc = subprocess.Popen([str(EXE), "--home", str(home), "--db", pg_catalog_url, "crawl",
                              storefront.url, "--store-name", "shop"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -482,7 +482,7 @@ def test_server_down_mid_crawl_stops_in_one_line_and_resume_completes(
     try:
         server.start()
         assert run_cli(home, server.url, "init").returncode == 0
-        env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+        env = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1"}  # the URL is long: no wrapping
         crawl_args = [str(EXE), "--home", str(home), "--db", server.url, "crawl", storefront.url,
                       "--store-name", "shop"]
         proc = subprocess.Popen(crawl_args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
