@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import sqlite3
 import time
@@ -69,6 +70,9 @@ def make_engine(url: str, busy_timeout_s: float = 10.0) -> Engine:
         engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
         _sqlite_pragmas(engine, busy_timeout_s)
         return engine
+    # psycopg logs, as warnings, the errors it ignores while closing a connection the server
+    # ended; the caller reports the lost connection itself, in one line.
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())
     try:
         parsed = make_url(url)
         args = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
@@ -224,8 +228,25 @@ def translate_db_errors() -> Iterator[None]:
         raise CatalogError(f"database error: {one_line(exc.orig or exc)}") from exc
 
 
+def is_connection_lost(exc: BaseException | None) -> bool:
+    """The database server ended our connection (it restarted, or an admin ended it), or cannot
+    be reached. SQLAlchemy has then dropped the pool's connections, so the next transaction
+    opens new ones."""
+    while exc is not None:
+        if isinstance(exc, DBAPIError) and (exc.connection_invalidated or _unreachable(exc)):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _unreachable(exc: DBAPIError) -> bool:
+    # psycopg's OperationalError: the server is down, restarting or refusing connections.
+    return isinstance(exc, OperationalError) and type(exc.orig).__module__.startswith("psycopg")
+
+
 def retry_locked(fn: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: Any) -> T:
-    """Run a write transaction again if SQLite said busy (another process was writing).
+    """Run a write transaction again if SQLite said busy (another process was writing), or the
+    server ended the connection mid-transaction (waiting a little longer each time, ~7 s in all).
 
     busy_timeout covers waiting for the lock, but not a transaction that read first and then
     found another writer had committed since (SQLite refuses it at once): that one must start
@@ -234,8 +255,9 @@ def retry_locked(fn: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: 
     for attempt in range(attempts):
         try:
             return fn(*args, **kwargs)
-        except CatalogLocked:
-            if attempt == attempts - 1:
+        except CatalogError as exc:
+            again = isinstance(exc, CatalogLocked) or is_connection_lost(exc)
+            if not again or attempt == attempts - 1:
                 raise
             time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
     raise AssertionError("unreachable")

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from catalog.dedupe import to_signed
 from catalog.errors import ImageRejected
 from catalog.images import ImageFacts, Limits, inspect_image
 from catalog.labels import set_store_label, set_store_labels
-from catalog.models import Image, ImageSource, Product, ProductImage, Store, utcnow
+from catalog.models import Base, Image, ImageSource, Product, ProductImage, Store, utcnow
 from catalog.store import ImageStore, sha256_hex
 
 ImageStatus = Literal["new", "duplicate", "rejected"]
@@ -154,34 +156,6 @@ def link_image(
     return True
 
 
-def record_source(
-    session: Session,
-    url: str,
-    image_id: int | None,
-    status: int | None = None,
-    etag: str | None = None,
-    last_modified: str | None = None,
-    error: str | None = None,
-) -> ImageSource:
-    """Remember where an image came from, so a later crawl can skip or revalidate it."""
-    source = session.scalar(select(ImageSource).where(ImageSource.url == url))
-    if source is None:
-        source = ImageSource(url=url)
-        session.add(source)
-    source.image_id = image_id
-    source.status = status
-    source.etag = etag
-    source.last_modified = last_modified
-    source.error = error
-    source.fetched_at = utcnow()
-    session.flush()
-    return source
-
-
-def find_source(session: Session, url: str) -> ImageSource | None:
-    return session.scalar(select(ImageSource).where(ImageSource.url == url))
-
-
 def ingest_item(
     session: Session,
     image_store: ImageStore,
@@ -221,81 +195,194 @@ def ingest_batch(
     outcome = BatchOutcome()
     if not items:
         return outcome
-    image_ids = _insert_images(session, image_store, [i.facts for i in items], outcome)
-    product_ids = _insert_products(session, store_id, items, outcome)
+    images = store_images(session, image_store, {i.facts.sha256: i.facts for i in items},
+                          sync=True)
+    outcome.images_new += sum(1 for stored in images.values() if stored.new)
+    products = upsert_products(session, store_id, {i.url: i.fields for i in items},
+                               update_fields=False)
+    new = sum(1 for _id, status in products.values() if status == "new")
+    outcome.products_new += new
+    outcome.products_unchanged += len(products) - new
     paths = {
-        product_ids[i.url]: i.fields["category_path"]
+        products[i.url][0]: i.fields["category_path"]
         for i in items
         if i.fields.get("category_path") is not None
     }
     set_store_labels(session, store_id, paths, category_ids)
-    pairs = [
-        (product_ids[i.url], image_ids[i.facts.sha256], i.source_url or i.url) for i in items
+    links = [
+        (products[i.url][0], images[i.facts.sha256].id, i.source_url or i.url, 0) for i in items
     ]
-    outcome.links_new = _insert_links(session, pairs)
+    outcome.links_new = insert_links(session, links)
     return outcome
 
 
-def _insert_images(
-    session: Session, image_store: ImageStore, facts: list[ImageFacts], outcome: BatchOutcome
-) -> dict[str, int]:
-    by_sha = {f.sha256: f for f in facts}
-    query = select(Image.sha256, Image.id).where(Image.sha256.in_(by_sha))
-    known = {sha for sha, _id in session.execute(query)}
-    now = utcnow()
-    rows = [
-        {
-            "sha256": sha, "path": image_store.relpath(sha, f.ext), "format": f.format,
-            "width": f.width, "height": f.height, "size_bytes": f.size_bytes,
-            "phash": to_signed(f.phash), "dhash": to_signed(f.dhash),
-            "is_canonical": True, "created_at": now,
-        }
-        for sha, f in by_sha.items()
-        if sha not in known
-    ]
+# --------------------------------------------------------------------------- set-based parts
+# Each takes many rows in a few statements. Inserts say ON CONFLICT DO NOTHING (SQLite and
+# PostgreSQL both can): a concurrent writer that inserted the same key first (two crawl workers
+# storing one image) makes ours a no-op, and the re-read that follows finds its row.
+
+
+def insert_new(session: Session, model: type[Base], rows: list[dict[str, Any]],
+               keys: list[str]) -> None:
+    """Insert rows whose unique `keys` are not in the table yet (others are left as they are)."""
     if rows:
-        image_store.sync()  # files are durable before their rows commit
-        session.execute(insert(Image), rows)
-    outcome.images_new += len(rows)
-    return {sha: image_id for sha, image_id in session.execute(query)}
+        statement = _insert(session, model).on_conflict_do_nothing(index_elements=keys)
+        session.execute(statement, rows)
 
 
-def _insert_products(
-    session: Session, store_id: int, items: list[BatchItem], outcome: BatchOutcome
-) -> dict[str, int]:
-    in_store = (Product.store_id == store_id) & Product.url.in_([i.url for i in items])
-    known = set(session.scalars(select(Product.url).where(in_store)))
+def _insert(session: Session, model: type[Base]) -> Any:
+    table: Any = model.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def upsert_products(
+    session: Session, store_id: int, products: Mapping[str, Mapping[str, Any]],
+    update_fields: bool = True,
+) -> dict[str, tuple[int, ProductStatus]]:
+    """Many products of one store by url ({url: fields}); upsert_product's batch form.
+
+    New ones are inserted; known ones move `last_seen` and, with `update_fields`, take every
+    field that is not None and differs. Returns {url: (id, new | updated | unchanged)}.
+    """
+    unknown = {k for fields in products.values() for k in fields} - set(PRODUCT_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown product fields: {sorted(unknown)}")
+    if not products:
+        return {}
+    columns = [getattr(Product, name) for name in PRODUCT_FIELDS]
+    in_store = (Product.store_id == store_id) & Product.url.in_(list(products))
     now = utcnow()
-    new = {i.url: i for i in items if i.url not in known}
+    result: dict[str, tuple[int, ProductStatus]] = {}
+    changes = []
+    for row in session.execute(select(Product.id, Product.url, *columns).where(in_store)):
+        changed = {
+            key: value for key, value in products[row.url].items()
+            if update_fields and value is not None and getattr(row, key) != value
+        }
+        result[row.url] = (row.id, "updated" if changed else "unchanged")
+        if changed:
+            changes.append({"id": row.id, **changed})
+    if result:
+        ids = [product_id for product_id, _status in result.values()]
+        session.execute(update(Product).where(Product.id.in_(ids)).values(last_seen=now))
+    if changes:
+        session.execute(update(Product), changes)  # by primary key, grouped by columns set
+    new = [url for url in products if url not in result]
     rows = [
         {"store_id": store_id, "url": url, "first_seen": now, "last_seen": now,
-         **{k: i.fields.get(k) for k in PRODUCT_FIELDS}}
-        for url, i in new.items()
+         **{k: products[url].get(k) for k in PRODUCT_FIELDS}}
+        for url in new
     ]
-    if rows:
-        session.execute(insert(Product), rows)
-    if known:
-        session.execute(
-            update(Product).where(Product.store_id == store_id, Product.url.in_(known))
-            .values(last_seen=now)
-        )
-    outcome.products_new += len(rows)
-    outcome.products_unchanged += len(known)
-    return dict(session.execute(select(Product.url, Product.id).where(in_store)).all())
+    insert_new(session, Product, rows, ["store_id", "url"])
+    if new:
+        query = select(Product.url, Product.id).where(
+            Product.store_id == store_id, Product.url.in_(new))
+        result.update({url: (product_id, "new") for url, product_id in session.execute(query)})
+    return result
 
 
-def _insert_links(session: Session, pairs: list[tuple[int, int, str]]) -> int:
-    """Attach images to products (product id, image id, source url); returns the new links."""
-    query = select(ProductImage.product_id, ProductImage.image_id).where(
-        ProductImage.product_id.in_({p for p, _i, _u in pairs})
+@dataclass(frozen=True)
+class RejectedBytes:
+    """Bytes that are not a usable image: stored as a row with the reason, and no file."""
+
+    size_bytes: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    id: int
+    rejected_reason: str | None
+    new: bool  # inserted by this call
+
+
+def store_images(
+    session: Session, image_store: ImageStore,
+    images: Mapping[str, ImageFacts | RejectedBytes], sync: bool = False,
+) -> dict[str, StoredImage]:
+    """Rows for many images by sha256 ({sha: facts}); ingest_image's batch form.
+
+    The files of good images must be in the store already: written durably, or, with `sync`,
+    written and flushed here in one call before their rows.
+    """
+    if not images:
+        return {}
+
+    def read(shas: list[str]) -> dict[str, tuple[int, str | None]]:
+        query = select(Image.sha256, Image.id, Image.rejected_reason).where(
+            Image.sha256.in_(shas))
+        return {sha: (image_id, reason) for sha, image_id, reason in session.execute(query)}
+
+    known = read(list(images))
+    now = utcnow()
+    rows = [_image_row(image_store, sha, facts, now)
+            for sha, facts in images.items() if sha not in known]
+    if rows and sync:
+        image_store.sync()  # files are durable before their rows commit
+    insert_new(session, Image, rows, ["sha256"])
+    added = read([row["sha256"] for row in rows]) if rows else {}
+    stored = {sha: StoredImage(i, reason, False) for sha, (i, reason) in known.items()}
+    stored.update({sha: StoredImage(i, reason, True) for sha, (i, reason) in added.items()})
+    return stored
+
+
+def _image_row(image_store: ImageStore, sha: str, facts: ImageFacts | RejectedBytes,
+               now: datetime) -> dict[str, Any]:
+    if isinstance(facts, RejectedBytes):
+        return {"sha256": sha, "path": None, "format": None, "width": None, "height": None,
+                "size_bytes": facts.size_bytes, "phash": None, "dhash": None,
+                "rejected_reason": facts.reason[:200], "is_canonical": True, "created_at": now}
+    return {"sha256": sha, "path": image_store.relpath(sha, facts.ext), "format": facts.format,
+            "width": facts.width, "height": facts.height, "size_bytes": facts.size_bytes,
+            "phash": to_signed(facts.phash), "dhash": to_signed(facts.dhash),
+            "rejected_reason": None, "is_canonical": True, "created_at": now}
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """Where an image came from, so a later crawl can skip or revalidate it."""
+
+    url: str
+    image_id: int | None
+    status: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    error: str | None = None
+
+
+def record_sources(session: Session, records: list[SourceRecord]) -> None:
+    """Insert or update `image_sources` rows by url (the last record of a url wins)."""
+    by_url = {record.url: record for record in records}
+    if not by_url:
+        return
+    now = utcnow()
+    rows = [{**asdict(record), "fetched_at": now} for record in by_url.values()]
+    statement = _insert(session, ImageSource)
+    statement = statement.on_conflict_do_update(
+        index_elements=["url"],
+        set_={name: statement.excluded[name] for name in rows[0] if name != "url"},
     )
-    known: set[tuple[int, int]] = {(p, i) for p, i in session.execute(query)}
+    session.execute(statement, rows)
+
+
+def insert_links(session: Session, links: Sequence[tuple[int, int, str | None, int]]) -> int:
+    """Attach images to products ((product id, image id, source url, position), the first of a
+    pair wins); returns how many links are new."""
+    query = select(ProductImage.product_id, ProductImage.image_id).where(
+        ProductImage.product_id.in_({p for p, _i, _u, _pos in links})
+    )
+    known: set[tuple[int, int]] = {(p, i) for p, i in session.execute(query)} if links else set()
     rows = []
-    for product_id, image_id, url in pairs:
+    for product_id, image_id, url, position in links:
         if (product_id, image_id) not in known:
             known.add((product_id, image_id))
             rows.append({"product_id": product_id, "image_id": image_id, "source_url": url,
-                         "position": 0})
-    if rows:
-        session.execute(insert(ProductImage), rows)
+                         "position": position})
+    insert_new(session, ProductImage, rows, ["product_id", "image_id"])
     return len(rows)

@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from catalog.db import Catalog, open_catalog, retry_locked
+from catalog.db import Catalog, open_catalog
 from catalog.images import Limits
 from catalog.locks import writing
 from catalog.settings import Settings
-from scraper.errors import BadStartUrl, CrawlFailed, ItemNotSaved
-from scraper.persist import SaveOutcome, finish_run, save_product, start_run
+from scraper.errors import BadStartUrl, CrawlFailed
+from scraper.persist import Item, Result, finish_run, save_batch, start_run
 from scraper.report import COUNTERS, KEEP_DETAILS, CrawlReport
 from scraper.run import (
     CrawlContext,
@@ -253,9 +253,8 @@ def _merge_reports(client: Any, job: Job, report: CrawlReport) -> bool:
         messages += part["error_messages"]
         blocked += part["blocked_urls"]
         start_error = start_error or part["start_error"]
+    report.set_counters(totals)
     with report._lock:
-        for name, value in totals.items():
-            setattr(report, name, value)
         report.rejections = rejections[:KEEP_DETAILS]
         report.error_messages = messages[:KEEP_DETAILS]
         report.blocked_urls = blocked[:KEEP_DETAILS]
@@ -455,7 +454,7 @@ def _alive_workers(client: Any, prefix: str) -> int:
 
 
 class WriterServer:
-    """Writes the items of every worker on this machine, one transaction at a time."""
+    """Writes the items of every worker on this machine, one batch (transaction) at a time."""
 
     def __init__(self, catalog: Catalog, address: str) -> None:
         from multiprocessing.connection import Listener
@@ -480,24 +479,20 @@ class WriterServer:
                              name="slashcat-writer-conn").start()
 
     def _serve(self, conn: Any) -> None:
+        categories: dict[str, int] = {}
         with conn:
             while True:
                 try:
                     message = conn.recv()
                 except (EOFError, OSError):
-                    return  # the worker ended (or was killed): its unacknowledged item retries
+                    return  # the worker ended (or was killed): its unacknowledged items retry
                 if message is None:
                     return
-                store_id, product, images = message
+                store_id, items = message
+                with self.lock:  # one batch (one transaction) at a time, from any worker
+                    results = save_batch(self.catalog, store_id, items, self.limits, categories)
                 try:
-                    with self.lock:
-                        outcome = retry_locked(save_product, self.catalog, store_id, product,
-                                               images, self.limits)
-                    reply: tuple[str, Any] = ("ok", outcome)
-                except Exception as exc:  # one item lost, reported to its worker
-                    reply = ("error", f"{type(exc).__name__}: {str(exc)[:200]}")
-                try:
-                    conn.send(reply)
+                    conn.send(results)
                 except OSError:
                     return
 
@@ -541,18 +536,13 @@ class RemoteWriter:
         except OSError as exc:
             raise CrawlFailed(f"cannot reach the catalog writer at {address}: {exc}") from exc
         self.store_id = store_id
-        self.lock = threading.Lock()
 
-    def save(self, product: Any, images: list[Any]) -> SaveOutcome:
-        with self.lock:
-            try:
-                self.conn.send((self.store_id, product, images))
-                kind, value = self.conn.recv()
-            except (EOFError, OSError) as exc:
-                raise CrawlFailed("the catalog writer stopped") from exc
-        if kind == "error":
-            raise ItemNotSaved(value)
-        return value
+    def save_batch(self, items: list[Item]) -> list[Result]:
+        try:
+            self.conn.send((self.store_id, items))
+            return self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise CrawlFailed("the catalog writer stopped") from exc
 
     def close(self) -> None:
         with contextlib.suppress(OSError, ValueError):

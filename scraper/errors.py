@@ -17,5 +17,6 @@ class CrawlFailed(ScraperError):
     """The crawl could not run to its end (the reason is in the message)."""
 
 
-class ItemNotSaved(ScraperError):
-    """The catalog writer could not save one crawled product (the crawl goes on)."""
+
+class CatalogLost(CrawlFailed):
+    """The catalog's database server stayed out of reach: the crawl stops, to be resumed."""

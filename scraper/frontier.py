@@ -177,12 +177,7 @@ class WorkerHeartbeat:
 class SharedWriterPipeline(StoreProductPipeline):
     """StoreProductPipeline, writing through the coordinator's WriterServer."""
 
-    def open_spider(self) -> None:
+    def open_writer(self, ctx: Any) -> RemoteWriter:
         s = self.crawler.settings
-        ctx = self.crawler.spider.context  # type: ignore[union-attr]
-        self.writer = RemoteWriter(s.get("SLASHCAT_WRITER_ADDRESS"),  # type: ignore[assignment]
-                                   bytes.fromhex(s.get("SLASHCAT_WRITER_KEY")), ctx.store_id)
-        self.prepare_pool.start()
-        self.pool.start()
-
-
+        return RemoteWriter(s.get("SLASHCAT_WRITER_ADDRESS"),
+                            bytes.fromhex(s.get("SLASHCAT_WRITER_KEY")), ctx.store_id)

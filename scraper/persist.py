@@ -1,8 +1,8 @@
-"""Plain functions that put one crawled product into the catalog (no Scrapy here).
+"""Plain functions that put crawled products into the catalog (no Scrapy here).
 
-The pipelines are thin wrappers around `save_product`, which does everything for one item in
-ONE transaction: upsert the product, append the store label, store/hash/link its images and
-remember every image URL in `image_sources`, so a later crawl can skip or revalidate it.
+The pipelines are thin wrappers around `save_products`, which does everything for a batch of
+items in ONE transaction: upsert the products, append the store labels, store/link their images
+and remember every image URL in `image_sources`, so a later crawl can skip or revalidate it.
 """
 
 from __future__ import annotations
@@ -14,20 +14,23 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalog.db import Catalog
+from catalog.db import Catalog, is_connection_lost, retry_locked, safe_url
 from catalog.errors import ImageRejected
 from catalog.images import ImageFacts, Limits, inspect_image
 from catalog.ingest import (
-    find_source,
+    RejectedBytes,
+    SourceRecord,
+    StoredImage,
     get_or_create_store,
-    ingest_image,
-    link_image,
-    record_source,
-    upsert_product,
+    insert_links,
+    record_sources,
+    store_images,
+    upsert_products,
 )
-from catalog.labels import set_store_label
+from catalog.labels import set_store_labels
 from catalog.models import CrawlRun, Image, ImageSource, utcnow
-from catalog.store import ImageStore
+from catalog.store import ImageStore, sha256_hex
+from scraper.errors import CatalogLost
 from scraper.extract import ProductData
 from scraper.report import CrawlReport
 
@@ -143,53 +146,173 @@ def prepare_images(store: ImageStore, images: list[FetchedImage], limits: Limits
 
 # --------------------------------------------------------------------------- saving
 
+Item = tuple[ProductData, list[FetchedImage]]
+Result = SaveOutcome | str  # a str: why that item was not saved
+
 
 def save_product(catalog: Catalog, store_id: int, product: ProductData,
                  images: list[FetchedImage], limits: Limits) -> SaveOutcome:
     """Upsert a product with its label and images, all in one transaction."""
-    check_images(images, limits)
+    return save_products(catalog, store_id, [(product, images)], limits)[0]
+
+
+def save_products(catalog: Catalog, store_id: int, items: list[Item], limits: Limits,
+                  categories: dict[str, int] | None = None) -> list[SaveOutcome]:
+    """Upsert many products with their labels and images in ONE transaction, in a few
+    set-based statements (catalog.ingest's batch form), not a handful per product.
+
+    `categories` caches the store's path -> category id across calls; it learns only what
+    committed.
+    """
+    for _product, images in items:
+        check_images(images, limits)
+    learnt = dict(categories or {})
     with catalog.session(write=True) as session:
-        row, status = upsert_product(session, store_id, product.url, **product.fields())
-        set_store_label(session, row, product.category_path)
-        outcome = SaveOutcome(row.id, status)
+        outcomes = write_products(session, catalog.store, store_id, items, learnt)
+    if categories is not None:
+        categories.update(learnt)
+    return outcomes
+
+
+def save_batch(catalog: Catalog, store_id: int, items: list[Item], limits: Limits,
+               categories: dict[str, int] | None = None) -> list[Result]:
+    """save_products, retried while SQLite is busy or the server connection is being restored;
+    if the batch still fails, each item on its own, so one bad item loses only itself. Raises
+    CatalogLost (the crawl stops) when the catalog's server stays out of reach."""
+    try:
+        return list(retry_locked(save_products, catalog, store_id, items, limits, categories))
+    except Exception as exc:
+        if is_connection_lost(exc):  # for good: each item alone would only wait again
+            raise CatalogLost(f"lost the connection to the catalog at "
+                              f"{safe_url(catalog.settings.db_url)}") from exc
+        if len(items) == 1:
+            return [f"{type(exc).__name__}: {str(exc)[:200]}"]
+    results: list[Result] = []
+    for item in items:
+        results += save_batch(catalog, store_id, [item], limits, categories)
+    return results
+
+
+def write_products(session: Session, image_store: ImageStore, store_id: int, items: list[Item],
+                   categories: dict[str, int]) -> list[SaveOutcome]:
+    products = upsert_products(session, store_id, {p.url: p.fields() for p, _ in items})
+    paths = {products[p.url][0]: p.category_path for p, _ in items
+             if p.category_path is not None}
+    set_store_labels(session, store_id, paths, categories)
+    shas = {id(image): image_sha(image) for _, images in items for image in images
+            if image.state == "fetched" and image.body is not None}
+    stored = store_images(session, image_store, fetched_facts(image_store, items, shas))
+    known = known_images(session, [image.url for _, images in items for image in images
+                                   if image.state in ("known", "not-modified")])
+    batch = _Batch(stored, known, shas)
+    outcomes = []
+    for product, images in items:
+        product_id, status = products[product.url]
+        outcome = SaveOutcome(product_id, status)
         for position, image in enumerate(images):
-            save_image(session, catalog, row.id, position, image, limits, outcome)
-    return outcome
+            batch.add(product_id, position, image, outcome)
+        outcomes.append(outcome)
+    record_sources(session, batch.sources)
+    insert_links(session, batch.links)
+    return outcomes
 
 
-def save_image(session: Session, catalog: Catalog, product_id: int, position: int,
-               image: FetchedImage, limits: Limits, outcome: SaveOutcome) -> None:
-    if image.state in ("known", "not-modified"):
-        source = find_source(session, image.url)
-        if source is not None and source.image_id is not None:
-            stored = session.get(Image, source.image_id)
-            if stored is not None and not stored.rejected_reason:
-                link_image(session, product_id, stored.id, image.url, position)
-            if image.state == "not-modified":
-                record_source(session, image.url, source.image_id, 304,
-                              image.etag or source.etag,
-                              image.last_modified or source.last_modified)
-        outcome.images_known += 1
-        return
-    if image.state == "failed" or image.body is None:
-        reason = image.error or f"http-{image.status}"
-        record_source(session, image.url, None, image.status, error=reason[:300])
-        if is_permanent_failure(image.status, image.error):
+def image_sha(image: FetchedImage) -> str:
+    facts = image.facts
+    return facts.sha256 if isinstance(facts, ImageFacts) else sha256_hex(image.body or b"")
+
+
+def fetched_facts(image_store: ImageStore, items: list[Item], shas: dict[int, str]
+                  ) -> dict[str, ImageFacts | RejectedBytes]:
+    """What to store of each fetched image, by sha256; the good ones' files are made sure of
+    (prepare_images wrote them already on the crawl's path: then this only touches them)."""
+    wanted: dict[str, ImageFacts | RejectedBytes] = {}
+    for _product, images in items:
+        for image in images:
+            sha = shas.get(id(image))
+            if sha is None or sha in wanted:
+                continue
+            if isinstance(image.facts, ImageFacts):
+                image_store.put(image.body or b"", image.facts.ext, sha)
+                wanted[sha] = image.facts
+            else:
+                wanted[sha] = RejectedBytes(len(image.body or b""), str(image.facts))
+    return wanted
+
+
+@dataclass(frozen=True)
+class KnownImage:
+    """An image URL met by an earlier crawl (or batch), and what it led to."""
+
+    image_id: int | None
+    etag: str | None
+    last_modified: str | None
+    rejected: bool
+
+
+def known_images(session: Session, urls: list[str]) -> dict[str, KnownImage]:
+    if not urls:
+        return {}
+    query = (select(ImageSource.url, ImageSource.image_id, ImageSource.etag,
+                    ImageSource.last_modified, Image.rejected_reason)
+             .outerjoin(Image, Image.id == ImageSource.image_id)
+             .where(ImageSource.url.in_(set(urls))))
+    return {url: KnownImage(image_id, etag, modified, bool(reason))
+            for url, image_id, etag, modified, reason in session.execute(query)}
+
+
+@dataclass
+class _Batch:
+    """The rows one batch adds besides products and images: sources and links."""
+
+    stored: dict[str, StoredImage]
+    known: dict[str, KnownImage]
+    shas: dict[int, str]
+    sources: list[SourceRecord] = field(default_factory=list)
+    links: list[tuple[int, int, str | None, int]] = field(default_factory=list)
+    counted: set[str] = field(default_factory=set)  # shas counted new (once per batch)
+
+    def add(self, product_id: int, position: int, image: FetchedImage,
+            outcome: SaveOutcome) -> None:
+        if image.state in ("known", "not-modified"):
+            self._known(product_id, position, image)
+            outcome.images_known += 1
+            return
+        sha = self.shas.get(id(image))
+        if sha is None:  # failed, or no body
+            failure = image.error or f"http-{image.status}"
+            self.sources.append(SourceRecord(image.url, None, image.status, error=failure[:300]))
+            if is_permanent_failure(image.status, image.error):
+                outcome.rejections.append((image.url, failure))
+            else:
+                outcome.errors.append(f"image {image.url}: {failure}")
+            return
+        stored = self.stored[sha]
+        reason: str | None = stored.rejected_reason
+        if reason and isinstance(image.facts, ImageRejected):
+            reason = str(image.facts)  # in full (the row keeps 200 characters)
+        self.sources.append(SourceRecord(image.url, stored.id, image.status, image.etag,
+                                         image.last_modified, reason[:300] if reason else None))
+        if reason:
             outcome.rejections.append((image.url, reason))
+            return
+        self.links.append((product_id, stored.id, image.url, position))
+        if stored.new and sha not in self.counted:
+            self.counted.add(sha)
+            outcome.images_new += 1
         else:
-            outcome.errors.append(f"image {image.url}: {reason}")
-        return
-    result = ingest_image(session, catalog.store, image.body, limits, facts=image.facts)
-    record_source(session, image.url, result.image.id, image.status, image.etag,
-                  image.last_modified, error=result.reason[:300] if result.reason else None)
-    if result.status == "rejected":
-        outcome.rejections.append((image.url, result.reason or "rejected"))
-        return
-    link_image(session, product_id, result.image.id, image.url, position)
-    if result.status == "new":
-        outcome.images_new += 1
-    else:
-        outcome.images_duplicate += 1
+            outcome.images_duplicate += 1
+
+    def _known(self, product_id: int, position: int, image: FetchedImage) -> None:
+        source = self.known.get(image.url)
+        if source is None or source.image_id is None:
+            return
+        if not source.rejected:
+            self.links.append((product_id, source.image_id, image.url, position))
+        if image.state == "not-modified":
+            self.sources.append(SourceRecord(
+                image.url, source.image_id, 304, image.etag or source.etag,
+                image.last_modified or source.last_modified))
 
 
 # --------------------------------------------------------------------------- crawl runs

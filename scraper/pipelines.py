@@ -1,7 +1,7 @@
 """Thin item pipelines: fetch a product's images, then hand everything to scraper.persist.
 
-Imported only when crawling. The catalog writes run in one dedicated thread (SQLite has one
-writer), off the reactor, so pages keep downloading while images are hashed and stored.
+Imported only when crawling. The catalog writes run in batches on one dedicated thread (SQLite has
+one writer), off the reactor, so pages keep downloading while images are hashed and stored.
 """
 
 from __future__ import annotations
@@ -20,21 +20,25 @@ from scrapy.exceptions import (
     IgnoreRequest,
 )
 from scrapy.utils.defer import maybe_deferred_to_future
+from twisted.internet.defer import Deferred
 from twisted.internet.error import TCPTimedOutError, TimeoutError
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from scraper.errors import CatalogLost
 from scraper.items import ProductItem
 from scraper.middlewares import BLOCKED, AddressRefused
 from scraper.persist import (
     FetchedImage,
+    Result,
     all_source_urls,
     known_sources,
     prepare_images,
-    save_product,
+    save_batch,
     skip_or_revalidate,
 )
-from scraper.writer import WriterProcess
+from scraper.run import CATALOG_LOST
+from scraper.writer import Batcher, WriterProcess
 
 
 class FetchImagesPipeline:
@@ -96,15 +100,17 @@ class FetchImagesPipeline:
 
 
 class StoreProductPipeline:
-    """One transaction per item through scraper.persist.save_product, in a writer thread."""
+    """Images checked and stored in threads; rows written in batches (scraper.writer.Batcher)
+    by one writer: a child process, or this process for an in-memory catalog."""
 
     def __init__(self, crawler: Crawler, prepare_threads: int, use_process: bool) -> None:
         self.crawler = crawler
         # Checking, hashing and writing image files runs in parallel; rows have one writer.
         self.prepare_pool = ThreadPool(1, prepare_threads, name="slashcat-image-check")
-        self.pool = ThreadPool(1, 1, name="slashcat-catalog-writer")
         self.use_process = use_process
-        self.writer: WriterProcess | None = None
+        self.writer: Any = None  # save_batch(items) -> results: WriterProcess or RemoteWriter
+        self.batcher: Batcher | None = None
+        self.stopping = False
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StoreProductPipeline:
@@ -113,15 +119,25 @@ class StoreProductPipeline:
                    s.getbool("SLASHCAT_WRITER_PROCESS"))
 
     def open_spider(self) -> None:
-        if self.use_process:
-            ctx = self.crawler.spider.context  # type: ignore[union-attr]
-            settings = replace(ctx.catalog.settings, home=ctx.catalog.settings.home.resolve())
-            self.writer = WriterProcess(settings, ctx.store_id, ctx.limits)
+        ctx = self.crawler.spider.context  # type: ignore[union-attr]
+        self.writer = self.open_writer(ctx)
+        if self.writer is not None:
+            self.batcher = Batcher(self.writer.save_batch)
+        else:
+            categories: dict[str, int] = {}
+            self.batcher = Batcher(lambda items: save_batch(ctx.catalog, ctx.store_id, items,
+                                                            ctx.limits, categories))
         self.prepare_pool.start()
-        self.pool.start()
+
+    def open_writer(self, ctx: Any) -> Any:
+        if not self.use_process:
+            return None
+        settings = replace(ctx.catalog.settings, home=ctx.catalog.settings.home.resolve())
+        return WriterProcess(settings, ctx.store_id, ctx.limits)
 
     def close_spider(self) -> None:
-        self.pool.stop()
+        if self.batcher is not None:
+            self.batcher.close()
         self.prepare_pool.stop()
         if self.writer is not None:
             self.writer.close()
@@ -132,28 +148,47 @@ class StoreProductPipeline:
         ctx = self.crawler.spider.context  # type: ignore[union-attr]
         try:
             # Files are checked and written durably in parallel threads (fsync waits overlap);
-            # the rows are then written by the one writer, here or in its child process.
+            # the rows are then written in a batch by the one writer.
             await maybe_deferred_to_future(deferToThreadPool(
                 reactor, self.prepare_pool, prepare_images, ctx.catalog.store, item.images,
                 ctx.limits))
-            outcome = await maybe_deferred_to_future(
-                deferToThreadPool(reactor, self.pool, self._save, ctx, item))
+            result = await maybe_deferred_to_future(self._save(item))
         except Exception as exc:  # a catalog error loses this item only
             ctx.report.error(f"saving {item.product.url}: {str(exc)[:160]}")
+            if isinstance(exc, CatalogLost):
+                self.stop(CATALOG_LOST)
             raise DropItem(str(exc)) from exc
-        outcome.apply(ctx.report)
+        if isinstance(result, str):
+            ctx.report.error(f"saving {item.product.url}: {result[:160]}")
+            raise DropItem(result)
+        result.apply(ctx.report)
         return item
 
-    def _save(self, ctx: Any, item: ProductItem) -> Any:
-        if self.writer is not None:
-            outcome = self.writer.save(item.product, item.images)
-        else:
-            outcome = save_product(ctx.catalog, ctx.store_id, item.product, item.images,
-                                   ctx.limits)
-        for image in item.images:  # stored now: later items sharing the URL just link it
-            if image.state == "fetched":
-                image.state, image.body, image.facts = "known", None, None
-        return outcome
+    def stop(self, reason: str) -> None:
+        """Close the spider (once): its queue is saved, and the items in flight end."""
+        from scrapy.utils.defer import deferred_from_coro
+
+        if not self.stopping:
+            self.stopping = True
+            engine = self.crawler.engine
+            assert engine is not None
+            deferred_from_coro(engine.close_spider_async(reason=reason))
+
+    def _save(self, item: ProductItem) -> Deferred[Result]:
+        """The item's result, once its batch has committed (fired on the reactor thread)."""
+        from twisted.internet import reactor
+
+        assert self.batcher is not None
+        d: Deferred[Result] = Deferred()
+
+        def done(result: Result | BaseException) -> None:
+            if isinstance(result, BaseException):
+                reactor.callFromThread(d.errback, result)
+            else:
+                reactor.callFromThread(d.callback, result)
+
+        self.batcher.submit((item.product, item.images), done)
+        return d
 
 
 def header(headers: Any, name: bytes) -> str | None:

@@ -1,10 +1,17 @@
-"""The counters of one crawl, shared by the spider, the pipelines and the caller."""
+"""The counters of one crawl, shared by the spider, the pipelines and the caller.
+
+While a crawl runs its counters live in the crawler's Scrapy stats collector (`crawler.stats`,
+under "slashcat/<name>", beside Scrapy's own counters), which `bind` attaches; the report reads
+them from there (`snapshot`, `counters`) and keeps their final values once `unbind` detaches it.
+A report of several workers (the Redis crawl's coordinator) is never bound: it holds the sums.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 COUNTERS = (
     "pages",
@@ -19,6 +26,7 @@ COUNTERS = (
     "blocked",
 )
 KEEP_DETAILS = 200  # rejections and error messages kept for the summary
+STATS_PREFIX = "slashcat/"
 
 
 @dataclass
@@ -45,10 +53,33 @@ class CrawlReport:
     start_error: str | None = None  # why the start URL itself could not be fetched
     notice: str | None = None  # e.g. why --resume could not continue and what ran instead
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # The running crawler's StatsCollector, which holds the counters while bound.
+    _stats: Any = field(default=None, repr=False, compare=False)
+
+    def bind(self, stats: Any) -> None:
+        """Keep the counters in a Scrapy stats collector from now on (inc_value/get_value)."""
+        with self._lock:
+            for name in COUNTERS:
+                stats.set_value(STATS_PREFIX + name, getattr(self, name))
+            self._stats = stats
+
+    def unbind(self) -> None:
+        """Take the counters' final values back from the stats collector."""
+        with self._lock:
+            if self._stats is not None:
+                for name in COUNTERS:
+                    setattr(self, name, self._count(name))
+                self._stats = None
+
+    def _count(self, name: str) -> int:
+        if self._stats is None:
+            return int(getattr(self, name))
+        return int(self._stats.get_value(STATS_PREFIX + name, 0))
 
     @property
     def products(self) -> int:
-        return self.products_new + self.products_updated + self.products_unchanged
+        return sum(self._count(n) for n in ("products_new", "products_updated",
+                                            "products_unchanged"))
 
     @property
     def rate(self) -> float:
@@ -58,31 +89,49 @@ class CrawlReport:
 
     def add(self, **counts: int) -> None:
         with self._lock:
-            for name, value in counts.items():
+            self._add(counts)
+
+    def _add(self, counts: dict[str, int]) -> None:
+        for name, value in counts.items():
+            if name not in COUNTERS:
+                raise KeyError(name)
+            if self._stats is not None:
+                self._stats.inc_value(STATS_PREFIX + name, value)
+            else:
                 setattr(self, name, getattr(self, name) + value)
+
+    def set_counters(self, counts: dict[str, int]) -> None:
+        """Replace the counters (the sums of several workers' reports)."""
+        with self._lock:
+            for name, value in counts.items():
+                if self._stats is not None:
+                    self._stats.set_value(STATS_PREFIX + name, value)
+                else:
+                    setattr(self, name, value)
 
     def error(self, message: str) -> None:
         with self._lock:
-            self.errors += 1
+            self._add({"errors": 1})
             if len(self.error_messages) < KEEP_DETAILS:
                 self.error_messages.append(message)
 
     def rejected(self, url: str, reason: str) -> None:
         with self._lock:
-            self.images_rejected += 1
+            self._add({"images_rejected": 1})
             if len(self.rejections) < KEEP_DETAILS:
                 self.rejections.append((url, reason))
 
     def refused(self, url: str) -> None:
         with self._lock:
-            self.blocked += 1
+            self._add({"blocked": 1})
             if len(self.blocked_urls) < KEEP_DETAILS:
                 self.blocked_urls.append(url)
 
     def snapshot(self) -> CrawlReport:
-        """A consistent copy for a progress callback in another thread."""
+        """A consistent, unbound copy for a progress callback in another thread."""
         with self._lock:
-            copy = replace(self, _lock=threading.Lock())
+            counts: dict[str, Any] = {name: self._count(name) for name in COUNTERS}
+            copy = replace(self, _lock=threading.Lock(), _stats=None, **counts)
             copy.rejections = list(self.rejections)
             copy.error_messages = list(self.error_messages)
             copy.blocked_urls = list(self.blocked_urls)
@@ -91,4 +140,5 @@ class CrawlReport:
         return copy
 
     def counters(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in COUNTERS}
+        with self._lock:
+            return {name: self._count(name) for name in COUNTERS}

@@ -54,6 +54,18 @@ class StoreSpider(scrapy.Spider):
         self.sitemap_images: dict[str, list[str]] = {}
         self.apis_asked: set[str] = set()  # a platform's API is asked once, when a page shows it
 
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> StoreSpider:
+        from scrapy import signals
+
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider.opened, signal=signals.spider_opened)
+        return spider
+
+    def opened(self) -> None:
+        # The crawl's counters live in Scrapy's stats collector while it runs (scraper.report).
+        self.report.bind(self.crawler.stats)
+
     # ---- starting points -----------------------------------------------------------------
 
     async def start(self) -> AsyncIterator[Any]:

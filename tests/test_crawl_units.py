@@ -14,7 +14,14 @@ from catalog.labels import current_labels
 from catalog.models import Image, ImageSource, Label, Product, ProductImage, utcnow
 from scraper.extract import ProductData
 from scraper.net import AddressPolicy, is_internal_address
-from scraper.persist import FetchedImage, save_product, skip_or_revalidate, start_run
+from scraper.persist import (
+    FetchedImage,
+    save_batch,
+    save_product,
+    save_products,
+    skip_or_revalidate,
+    start_run,
+)
 
 # --------------------------------------------------------------------------- the guard
 
@@ -159,6 +166,77 @@ def test_a_failed_save_leaves_no_trace(catalog: Catalog, store_id: int,
         save_product(catalog, store_id, product(),
                      [fetched("https://shop.example/i/1.jpg", make_image(seed=3))], LIMITS)
     assert count(catalog, Product) == 0 and count(catalog, ImageSource) == 0
+
+
+def test_a_batch_is_one_transaction_of_a_few_statements(catalog: Catalog, store_id: int,
+                                                        make_image: Callable[..., bytes]) -> None:
+    """40 products cost the statements of 1 (set-based), and come out as one at a time would."""
+    from sqlalchemy import event
+
+    shared = make_image((80, 80), seed=7)
+    statements: list[str] = []
+    event.listen(catalog.engine, "before_cursor_execute",
+                 lambda *args: statements.append(args[2]))
+
+    def items(first: int, n: int) -> list[tuple[ProductData, list[FetchedImage]]]:
+        return [(product(f"https://shop.example/p/{i}"),
+                 [fetched(f"https://shop.example/i/{i}.jpg", make_image((80, 80), seed=100 + i)),
+                  fetched("https://shop.example/i/shared.jpg", shared)])
+                for i in range(first, first + n)]
+
+    one = save_products(catalog, store_id, items(0, 1), LIMITS)
+    for_one = len(statements)
+    statements.clear()
+    many = save_products(catalog, store_id, items(1, 40), LIMITS)
+    assert len(statements) <= for_one  # not 40 times as many
+    assert (one[0].product, one[0].images_new, one[0].images_duplicate) == ("new", 2, 0)
+    assert all(o.product == "new" and o.images_new == 1 and o.images_duplicate == 1 for o in many)
+    assert count(catalog, Product) == 41 and count(catalog, Image) == 42
+    assert count(catalog, ProductImage) == 82 and count(catalog, ImageSource) == 42
+    again = save_products(catalog, store_id, items(0, 41), LIMITS)
+    assert {o.product for o in again} == {"unchanged"}
+    assert count(catalog, ProductImage) == 82 and count(catalog, Label) == 41
+
+
+def test_a_bad_item_in_a_batch_loses_only_itself(catalog: Catalog, store_id: int,
+                                                 make_image: Callable[..., bytes]) -> None:
+    from catalog.store import sha256_hex
+
+    bodies = [make_image((80, 80), seed=200 + i) for i in range(3)]
+    blocked = catalog.settings.images_dir / sha256_hex(bodies[1])[:2]
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("a file where the image's folder must go")
+    items = [(product(f"https://shop.example/p/{i}"), [fetched(f"https://shop.example/{i}.jpg",
+                                                               body)])
+             for i, body in enumerate(bodies)]
+    results = save_batch(catalog, store_id, items, LIMITS)
+    assert isinstance(results[1], str) and "Error" in results[1]
+    assert [r.product for r in (results[0], results[2])] == ["new", "new"]  # type: ignore[union-attr]
+    assert count(catalog, Product) == 2 and count(catalog, Image) == 2
+
+
+def test_the_counters_live_in_scrapys_stats_collector_while_bound() -> None:
+    from scrapy.utils.test import get_crawler
+
+    from scraper.report import CrawlReport
+
+    stats = get_crawler().stats
+    report = CrawlReport(pages=1)
+    report.bind(stats)
+    report.add(pages=2, products_new=3)
+    report.error("boom")
+    report.rejected("https://shop.example/x.gif", "too-small")
+    assert stats.get_value("slashcat/pages") == 3
+    assert stats.get_value("slashcat/errors") == 1
+    assert stats.get_value("slashcat/images_rejected") == 1
+    live = report.snapshot()
+    assert (live.pages, live.products, live.errors, live.error_messages) == (3, 3, 1, ["boom"])
+    stats.inc_value("slashcat/products_updated", 2)  # as the crawl's components do
+    assert report.counters()["products_updated"] == 2 and report.products == 5
+    report.unbind()
+    report.add(pages=1)
+    assert (report.pages, report.products) == (4, 5)
+    assert stats.get_value("slashcat/pages") == 3
 
 
 def source(image_id: int | None, status: int | None, age_days: float,

@@ -310,3 +310,211 @@ def test_export_and_predict_stream_through_server_side_cursors(
         assert "product_images" in streamed
     finally:
         cat.close()
+
+
+# --- two writers, one image ----------------------------------------------------------------------
+
+
+def _store_image_as(home: str, url: str, product_url: str, data: bytes, go: Any,
+                    results: Any) -> None:
+    """One writer process (as a crawl worker writing to PostgreSQL): save one product whose
+    image is `data`, once `go` is set; put what save_batch said on `results`."""
+    from catalog.images import Limits
+    from scraper.extract import ProductData
+    from scraper.persist import FetchedImage, prepare_images, save_batch
+
+    settings = Settings.load(home=Path(home), db=url, env={})
+    with open_catalog(settings, create=False) as catalog:
+        limits = Limits(settings.max_pixels, settings.max_image_bytes, 16)
+        images = [FetchedImage("http://shop.test/same.jpg", "fetched", 200, data)]
+        go.wait(60)
+        prepare_images(catalog.store, images, limits)
+        store_id = 1
+        [result] = save_batch(catalog, store_id, [(ProductData(url=product_url), images)], limits)
+        results.put(result if isinstance(result, str) else result.product)
+
+
+def _lock_waits(conn: Any) -> list[str]:
+    """What the other backends of this database wait on, e.g. ['relation', 'transactionid']."""
+    return sorted(conn.execute(text(
+        "SELECT wait_event FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")).scalars())
+
+
+def test_two_writers_store_the_same_image_at_the_same_moment(
+        pg_catalog_url: str, tmp_path: Path, make_image: Any) -> None:
+    """Two processes insert the same image row, the second while the first has not committed:
+    the second waits for the first, then finds its row. One row, one file, both products."""
+    import multiprocessing as mp
+    import time
+
+    from scraper.persist import start_run
+
+    settings = Settings.load(home=tmp_path, db=pg_catalog_url, env={})
+    with open_catalog(settings) as catalog:
+        assert start_run(catalog, "shop", "http://shop.test/", {})[0] == 1
+        # The race on purpose: this lock on image_sources stops the first writer just after it
+        # inserted the image row (uncommitted); the second then inserts the same row.
+        holder = catalog.engine.connect()
+        holder.execute(text("LOCK TABLE image_sources IN EXCLUSIVE MODE"))
+        watcher = catalog.engine.connect()
+        ctx = mp.get_context("spawn")
+        go, results = ctx.Event(), ctx.Queue()
+        data = make_image(size=(96, 96))
+        procs = [ctx.Process(target=_store_image_as, args=(str(tmp_path), pg_catalog_url,
+                                                          f"http://shop.test/p{i}", data, go,
+                                                          results))
+                 for i in range(2)]
+        try:
+            for p in procs:
+                p.start()
+            go.set()
+            deadline = time.monotonic() + 90
+            waits: list[str] = []
+            while waits != ["relation", "transactionid"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+                waits = _lock_waits(watcher)
+                watcher.rollback()
+            # One writer holds the new image row and waits for image_sources; the other waits
+            # for the first's transaction to end, to know whether its own insert conflicts.
+            assert waits == ["relation", "transactionid"], "the second writer never waited"
+        finally:
+            holder.rollback()
+            holder.close()
+            watcher.close()
+            for p in procs:
+                p.join(60)
+        assert sorted(results.get(timeout=10) for _ in procs) == ["new", "new"]
+        assert [p.exitcode for p in procs] == [0, 0]
+        with catalog.session() as s:
+            assert s.scalar(select(func.count(Image.id))) == 1
+            assert s.scalar(select(func.count(Product.id))) == 2
+            assert s.scalar(text("SELECT count(*) FROM product_images")) == 2
+            assert s.scalar(text("SELECT count(*) FROM image_sources")) == 1
+    assert len([p for p in (tmp_path / "images").rglob("*") if p.is_file()]) == 1
+
+
+# --- the connection lost mid-crawl ---------------------------------------------------------------
+
+
+def _end_other_connections(conn: Any) -> int:
+    """pg_terminate_backend on every other connection to this database (the crawl's)."""
+    ended = conn.execute(text(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend'")).scalar()
+    conn.commit()
+    return int(ended or 0)
+
+
+@pytest.mark.slow
+def test_connection_lost_mid_crawl_loses_no_product(storefront: Any, pg_catalog_url: str,
+                                                    tmp_path: Path) -> None:
+    """The server ends the crawl's connections (as a restart or an admin would) several times
+    while it writes: the crawl reconnects and retries the batch; no product is lost. (If it
+    ever stops instead, it must say so in one line and `--resume` must complete it.)"""
+    import time
+
+    from sqlalchemy import create_engine
+
+    facts = storefront.facts()
+    home = tmp_path / "home"
+    run_cli(home, pg_catalog_url, "init")
+    env = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1"}  # the URL is long: no wrapping
+    proc = subprocess.Popen([str(EXE), "--home", str(home), "--db", pg_catalog_url, "crawl",
+                             storefront.url, "--store-name", "shop"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    engine = create_engine(pg_catalog_url)
+    kills, total = [], len(facts.products)
+    try:
+        with engine.connect() as conn:
+            # Every 0.2 s from the first stored product on, so some kills land mid-batch.
+            while proc.poll() is None and len(kills) < 25:
+                stored = conn.execute(text("SELECT count(*) FROM products")).scalar() or 0
+                conn.commit()
+                if stored >= total:
+                    break
+                if stored and _end_other_connections(conn):
+                    kills.append(stored)
+                time.sleep(0.2)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert kills, "the crawl finished before any connection was ended"
+    assert "Traceback" not in out, out
+    if proc.returncode != 0:  # stopped cleanly: one line, and --resume completes the crawl
+        assert len(out.strip().splitlines()) == 1, out
+        again = run_cli(home, pg_catalog_url, "crawl", storefront.url, "--store-name", "shop",
+                        "--resume")
+        assert again.returncode == 0, again.stdout + again.stderr
+    with engine.connect() as conn:
+        urls = list(conn.execute(text("SELECT url FROM products")).scalars())
+        shas = list(conn.execute(text(
+            "SELECT sha256 FROM images WHERE rejected_reason IS NULL")).scalars())
+        errors = conn.execute(text("SELECT errors FROM crawl_runs ORDER BY id LIMIT 1")).scalar()
+    engine.dispose()
+    assert sorted(urls) == sorted(p["url"] for p in facts.products.values()), (kills, out)
+    truncated = facts.products[facts.fixtures["truncated_image"]]["image_urls"][0]
+    good = {sha for url, sha in facts.image_sha256.items() if url != truncated}
+    assert sorted(shas) == sorted(good)
+    files = [p for p in (home / "images").rglob("*") if p.is_file()
+             and not p.name.startswith(".tmp-")]
+    assert len(files) == len(good)
+    assert proc.returncode != 0 or errors == 0, out  # finished: no item reported lost either
+
+
+@pytest.mark.slow
+def test_server_down_mid_crawl_stops_in_one_line_and_resume_completes(
+        storefront: Any, tmp_path: Path) -> None:
+    """The catalog's server goes down for longer than the retries wait: the crawl stops with one
+    line saying so, and once the server is back `crawl --resume` stores every product."""
+    import time
+
+    from sqlalchemy import create_engine
+
+    bin_dir = pg_bin_dir()
+    if bin_dir is None:
+        unavailable("no PostgreSQL binaries to stop and restart a server of this test's own")
+    assert bin_dir is not None
+    server = PostgresServer(bin_dir)
+    home = tmp_path / "home"
+    try:
+        server.start()
+        assert run_cli(home, server.url, "init").returncode == 0
+        env = {**os.environ, "COLUMNS": "400", "NO_COLOR": "1"}  # the URL is long: no wrapping
+        crawl_args = [str(EXE), "--home", str(home), "--db", server.url, "crawl", storefront.url,
+                      "--store-name", "shop"]
+        proc = subprocess.Popen(crawl_args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=env)
+        engine = create_engine(server.url)
+        try:
+            with engine.connect() as conn:
+                while proc.poll() is None:
+                    stored = conn.execute(text("SELECT count(*) FROM products")).scalar() or 0
+                    conn.commit()
+                    if stored >= 10:
+                        break
+                    time.sleep(0.05)
+        finally:
+            engine.dispose()
+        assert proc.poll() is None, "the crawl finished before the server went down"
+        server.halt()
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 1, out
+        assert out.strip().splitlines() == [out.strip()], out
+        assert "lost the connection to the catalog" in out and "--resume" in out, out
+        assert "Traceback" not in out
+        server.restart()
+        again = run_cli(home, server.url, "crawl", storefront.url, "--store-name", "shop",
+                        "--resume")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "cannot resume shop: the last crawl lost its catalog" in again.stdout
+        facts = storefront.facts()
+        engine = create_engine(server.url)
+        with engine.connect() as conn:
+            urls = list(conn.execute(text("SELECT url FROM products")).scalars())
+        engine.dispose()
+        assert sorted(urls) == sorted(p["url"] for p in facts.products.values())
+    finally:
+        server.stop()

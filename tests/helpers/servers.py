@@ -93,11 +93,21 @@ class PostgresServer:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run([str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres",
                    "-A", "trust", "--no-sync", "-E", "UTF8"])
+        self.restart()
+
+    def restart(self) -> None:
+        """Start the cluster's server (again, after `halt`)."""
         # Durability is not under test: no fsync makes CREATE DATABASE and commits fast.
         opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off")
         self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", opts,
                    "-l", str(self.dir / "log"), "-w", "-t", "30", "start"])
+
+    def halt(self) -> None:
+        """Stop the server at once, as a crash would, keeping its data (`restart` brings it
+        back)."""
+        self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+                   "-w", "stop"])
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
