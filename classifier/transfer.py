@@ -1,7 +1,10 @@
 """Training on the pretrained EfficientNet-Lite0: a head on cached embeddings, then fine-tuning.
 
-1. Every image's pooled backbone features come from the embedding store (computed once).
-2. A dropout + softmax head is trained on them: seconds, even for thousands of images.
+1. Every image's pooled backbone features come from the embedding store (computed once),
+   and so do those of its mirror image for the training images: a second view of each
+   product for the head (it raised the validation macro-F1 of the head by 0.005).
+2. A small head (one hidden layer, dropout) is trained on them: seconds, even for thousands
+   of images.
 3. If the time budget leaves room, the last two stages of the backbone and its head
    convolution are fine-tuned with augmentation (BatchNorm frozen: the few images of a small
    catalog would only spoil ImageNet's statistics); the result is kept only if it validates
@@ -29,11 +32,20 @@ from classifier.pipeline import training_stream
 
 FINE_TUNE_FROM = 11  # first MBConv block fine-tuned: blocks 11-15 (the 192 and 320 stages)
 FINE_TUNE_EPOCHS_NO_BUDGET = 5  # without --time-budget: a few epochs, not hours on a CPU
+# With a budget, still at most this many epochs (the cosine schedule spans them), stopped
+# after FINE_TUNE_PATIENCE epochs without a better validation score than the best so far,
+# the head's included: the best full-data epoch was the 5th, and a few-label run (20 per
+# class) took 9 minutes when a patience of 30 epochs stopped it.
+FINE_TUNE_MAX_EPOCHS = 10
+FINE_TUNE_PATIENCE = 4
 HEAD_EPOCHS = 60  # each of at least HEAD_STEPS steps
 HEAD_STEPS = 32
 HEAD_BATCH = 64
 HEAD_PATIENCE = 8
 HEAD_LR = 1e-3
+MIRRORED = "mirrored"  # the store of the training images' horizontally flipped embeddings
+HEAD_HIDDEN = 512
+HEAD_DROPOUT = 0.5
 FINE_TUNE_LR = 3e-4
 
 
@@ -58,20 +70,34 @@ class Transferred:
     history: dict[str, list[float]] = field(default_factory=dict)
 
 
-def build_classifier(backbone: Any, n_classes: int) -> Any:
-    """Image (0..255) -> backbone features -> dropout -> softmax over the catalog's classes."""
-    from keras import Input, Model, layers
+def build_head(features: int, n_classes: int) -> Any:
+    """Embedding -> one hidden ReLU layer -> dropout -> softmax, as one layer named
+    "classes" (predict runs it alone on cached embeddings). On the shared catalog's
+    validation split it beat the former dropout + softmax head (top-1 97.76% -> 98.35%, with
+    mirror images); 1024 units or dropout on the input too did not do better."""
+    import keras
+    from keras import layers
 
+    return keras.Sequential([
+        keras.Input(shape=(features,)),
+        layers.Dense(HEAD_HIDDEN, activation="relu"),
+        layers.Dropout(HEAD_DROPOUT),
+        layers.Dense(n_classes, activation="softmax"),
+    ], name="classes")
+
+
+def build_classifier(backbone: Any, n_classes: int, head: Any = None) -> Any:
+    """Image (0..255) -> backbone features -> the head (a new one unless given)."""
+    from keras import Input, Model
+
+    head = head if head is not None else build_head(backbone.output_shape[-1], n_classes)
     inputs = Input(shape=backbone.input_shape[1:], name="image")
-    x = backbone(inputs)
-    x = layers.Dropout(0.2, name="head_dropout")(x)
-    outputs = layers.Dense(n_classes, activation="softmax", name="classes")(x)
-    return Model(inputs, outputs, name=LITE0)
+    return Model(inputs, head(backbone(inputs)), name=LITE0)
 
 
 def train_head(train_x: np.ndarray, train_y: np.ndarray, weights: np.ndarray,
                val_x: np.ndarray, val_y: np.ndarray, n_classes: int, seed: int = 0) -> Any:
-    """A dropout + softmax head on embeddings; early stopping on validation loss.
+    """The head (build_head) on embeddings; early stopping on validation loss.
 
     A small catalog makes one step per epoch, and a Keras epoch costs far more than a step
     of this tiny model: each epoch repeats the data to at least HEAD_STEPS steps.
@@ -79,11 +105,7 @@ def train_head(train_x: np.ndarray, train_y: np.ndarray, weights: np.ndarray,
     import keras
     import tensorflow as tf
 
-    head = keras.Sequential([
-        keras.Input(shape=(train_x.shape[1],)),
-        keras.layers.Dropout(0.2),
-        keras.layers.Dense(n_classes, activation="softmax"),
-    ])
+    head = build_head(train_x.shape[1], n_classes)
     head.compile(optimizer=keras.optimizers.AdamW(HEAD_LR, weight_decay=1e-4),
                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.1),
                  metrics=["accuracy"], jit_compile=False)
@@ -147,14 +169,17 @@ def fit_lite0(config: Any, n_classes: int, train_set: Any, val_set: Any,
 
     both = np.concatenate([train_set.images, val_set.images])
     feats = embed(backbone, both, [*train_set.shas, *val_set.shas], store, report)
-    train_x, val_x = feats[: len(train_set)], feats[len(train_set):]
+    val_x = feats[len(train_set):]
+    mirrored = EmbeddingStore(embeddings_dir, f"{backbone_key()}-{MIRRORED}", size)
+    flipped = embed(backbone, train_set.images[:, :, ::-1], train_set.shas, mirrored, report)
+    train_x = np.concatenate([feats[: len(train_set)], flipped])
+    train_y = np.concatenate([train_set.labels, train_set.labels])
     embed_s = time.monotonic() - started
 
     weights = sample_weights(train_set.labels, n_classes)
-    head = train_head(train_x, train_set.labels, weights, val_x, val_set.labels, n_classes,
-                      config.seed)
-    model = build_classifier(backbone, n_classes)
-    model.get_layer("classes").set_weights(head.layers[-1].get_weights())
+    head = train_head(train_x, train_y, np.concatenate([weights, weights]), val_x,
+                      val_set.labels, n_classes, config.seed)
+    model = build_classifier(backbone, n_classes, head)
     head_s = time.monotonic() - started - embed_s
     head_score = _score(model, val_set.images, val_set.labels)
     out = Transferred(model, "head", head_score[0], None, embed_s, head_s, 0.0)
@@ -165,8 +190,8 @@ def fit_lite0(config: Any, n_classes: int, train_set: Any, val_set: Any,
     if remaining is not None and remaining < 2 * per_epoch:
         out.stop_reason = "no fine-tuning (time budget spent on the head)"
         return out
-    epochs = config.epochs if remaining is not None else min(config.epochs,
-                                                           FINE_TUNE_EPOCHS_NO_BUDGET)
+    epochs = min(config.epochs, FINE_TUNE_MAX_EPOCHS if remaining is not None
+                 else FINE_TUNE_EPOCHS_NO_BUDGET)
     head_weights = model.get_weights()
     unfreeze_top(backbone)
     model.compile(optimizer=keras.optimizers.AdamW(FINE_TUNE_LR, weight_decay=1e-4),
@@ -177,17 +202,19 @@ def fit_lite0(config: Any, n_classes: int, train_set: Any, val_set: Any,
                              config.batch_size, config.seed, config.augment)
     out.input_ms_per_batch = time_input(stream)
     plan = Plan(epochs, remaining)
-    run = RunState(requested=epochs)
+    # the head is the score to beat: patience runs out when fine-tuning has not beaten it
+    run = RunState(requested=epochs, best=head_score)
     steps = math.ceil(len(train_set) / config.batch_size)
     callbacks = [CosineSchedule(plan, steps, FINE_TUNE_LR, run),
-                 KeepBest(plan, config.patience, progress, run, train_set, val_set)]
+                 KeepBest(plan, min(config.patience, FINE_TUNE_PATIENCE), progress, run,
+                          train_set, val_set)]
     fine_start = time.monotonic()
     model.fit(stream, epochs=epochs, callbacks=callbacks, shuffle=False, verbose=0)
     out.fine_seconds = time.monotonic() - fine_start
     out.epochs_run, out.best_epoch, out.stop_reason = (
         len(run.history.get("loss", [])), run.best_epoch, run.stop)
     out.history = run.history
-    out.fine_val_accuracy = run.best[0] if run.best is not None else None
+    out.fine_val_accuracy = max(run.history.get("val_accuracy", [0.0]))
     if run.best is not None and run.weights is not None and run.best > head_score:
         model.set_weights(run.weights)  # in the trainable state they were taken in
         out.kept = "fine-tuned"

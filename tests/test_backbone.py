@@ -247,15 +247,17 @@ def test_lite0_trains_on_cached_embeddings_and_saves_a_self_contained_model(
     first = train(catalog, config, progress)  # type: ignore[arg-type]
     assert first.architecture == "lite0" and first.image_size == 96
     assert first.kept in ("head", "fine-tuned") and first.epochs_run == 1
-    embedded = [e for e in events if e[0] == "embed"]
-    assert embedded[-1][2] == sum(first.split_sizes[s] for s in ("train", "val"))
+    totals = [e[2] for e in events if e[0] == "embed" and e[1] == e[2]]
+    # every training and validation image, then the training images' mirror images
+    assert totals == [first.split_sizes["train"] + first.split_sizes["val"],
+                      first.split_sizes["train"]]
 
     # the same images again, with no time left for fine-tuning: nothing is embedded twice
     events.clear()
     second = train(catalog, TrainConfig(arch="lite0", image_size=96, min_per_class=5,
                                         time_budget_min=0.01, inputs="image"),
                    progress)  # type: ignore[arg-type]
-    assert [e for e in events if e[0] == "embed"] == [("embed", 0, 0)]
+    assert [e for e in events if e[0] == "embed"] == [("embed", 0, 0)] * 2
     assert second.kept == "head" and second.epochs_run == 0
     assert "no fine-tuning" in second.stop_reason
     _predicts_from_cached_embeddings(catalog, second)
