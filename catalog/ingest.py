@@ -70,26 +70,13 @@ def get_or_create_store(session: Session, name: str, base_url: str) -> Store:
 def upsert_product(
     session: Session, store_id: int, url: str, **fields: Any
 ) -> tuple[Product, ProductStatus]:
-    """Insert or update a product by (store, url); `last_seen` always moves forward."""
-    unknown = set(fields) - set(PRODUCT_FIELDS)
-    if unknown:
-        raise TypeError(f"unknown product fields: {sorted(unknown)}")
-    product = session.scalar(
-        select(Product).where(Product.store_id == store_id, Product.url == url)
-    )
-    now = utcnow()
-    if product is None:
-        product = Product(store_id=store_id, url=url, first_seen=now, last_seen=now, **fields)
-        session.add(product)
-        session.flush()
-        return product, "new"
-    changed = False
-    for key, value in fields.items():
-        if value is not None and getattr(product, key) != value:
-            setattr(product, key, value)
-            changed = True
-    product.last_seen = now
-    return product, "updated" if changed else "unchanged"
+    """Insert or update a product by (store, url); `last_seen` always moves forward.
+    upsert_products' one-item form."""
+    ((product_id, status),) = upsert_products(session, store_id, {url: fields}).values()
+    product = session.get(Product, product_id)
+    assert product is not None
+    session.refresh(product)  # the batch form writes with Core statements, past the ORM's copy
+    return product, status
 
 
 def ingest_image(

@@ -134,8 +134,8 @@ def check_images(images: list[FetchedImage], limits: Limits) -> None:
 def prepare_images(store: ImageStore, images: list[FetchedImage], limits: Limits) -> None:
     """Check the bytes and write good files durably, outside the (single) writer's transaction.
 
-    Safe to run in several threads at once; ingest_image later finds each file in place. A crash
-    in between leaves at worst an orphan file, which `slashcat doctor` removes.
+    Safe to run in several threads at once; the batch writer (fetched_facts) later finds each
+    file in place. A crash in between leaves at worst an orphan file, which `slashcat doctor` removes.
     """
     check_images(images, limits)
     for image in images:
