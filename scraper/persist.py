@@ -135,7 +135,8 @@ def prepare_images(store: ImageStore, images: list[FetchedImage], limits: Limits
     """Check the bytes and write good files durably, outside the (single) writer's transaction.
 
     Safe to run in several threads at once; the batch writer (fetched_facts) later finds each
-    file in place. A crash in between leaves at worst an orphan file, which `slashcat doctor` removes.
+    file in place. A crash in between leaves at worst an orphan file, which `slashcat doctor`
+    removes.
     """
     check_images(images, limits)
     for image in images:
