@@ -99,6 +99,14 @@ def crawl_workers_once(url: str, redis_url: str, workers: int, work: Path, index
     return time.perf_counter() - started, report
 
 
+def redis_cpu_seconds(redis_url: str) -> float:
+    """CPU time of the Redis server so far (its INFO), the third party of a shared crawl."""
+    from scraper.distributed import connect
+
+    info = connect(redis_url).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def loadavg() -> str:
     path = Path("/proc/loadavg")
     return " ".join(path.read_text().split()[:3]) if path.exists() else "?"
@@ -183,12 +191,14 @@ def main() -> None:
                       proc_cpu_seconds(server.pid) - server_cpu)
             if args.workers and args.redis:
                 server_cpu, crawler_cpu = proc_cpu_seconds(server.pid), crawler_cpu_seconds()
-                own = cpu_seconds()
+                own, redis_cpu = cpu_seconds(), redis_cpu_seconds(args.redis)
                 elapsed, report = crawl_workers_once(url, args.redis, args.workers, work, i)
-                own = cpu_seconds() - own
+                own, redis_cpu = cpu_seconds() - own, redis_cpu_seconds(args.redis) - redis_cpu
                 print(f"  of which the coordinator and its catalog writer: "
                       f"{1000 * own / max(report.products, 1):.1f} ms/product "  # type: ignore[attr-defined]
-                      f"({own / elapsed:.2f} cores)")
+                      f"({own / elapsed:.2f} cores); the Redis server: "
+                      f"{1000 * redis_cpu / max(report.products, 1):.1f} ms/product "  # type: ignore[attr-defined]
+                      f"({redis_cpu / elapsed:.2f} cores)")
                 rate = report.products / elapsed  # type: ignore[attr-defined]
                 worker_rates.append(rate)
                 print(f"crawl {i + 1} with {args.workers} workers on Redis: "

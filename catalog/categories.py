@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalog.db import insert_new
 from catalog.errors import UnknownCategory
 from catalog.models import Category, CategoryMapping
 
@@ -41,16 +42,20 @@ def path_at_level(path: str, level: int | None) -> str:
 
 
 def ensure_category(session: Session, name: str) -> Category:
-    """The category with this path name, creating it and its parents."""
-    found = session.scalar(select(Category).where(Category.name == name))
+    """The category with this path name, creating it and its parents.
+
+    Two writers may create the same new category at once (a crawl and an import on
+    PostgreSQL): the insert does nothing when the other's row exists, and the read finds it.
+    """
+    query = select(Category).where(Category.name == name)
+    found = session.scalar(query)
     if found is not None:
         return found
     parts = name.split(SEPARATOR)
     parent = ensure_category(session, SEPARATOR.join(parts[:-1])) if len(parts) > 1 else None
-    category = Category(name=name, parent_id=parent.id if parent else None)
-    session.add(category)
-    session.flush()
-    return category
+    insert_new(session, Category, [{"name": name, "parent_id": parent.id if parent else None}],
+               ["name"])
+    return session.scalars(query).one()
 
 
 def get_category(session: Session, name: str) -> Category:

@@ -31,6 +31,7 @@ from catalog.errors import (
     InvalidInput,
     one_line,
 )
+from catalog.models import Base
 from catalog.settings import Settings
 from catalog.store import ImageStore
 
@@ -305,3 +306,23 @@ def _connect_or_explain(engine: Engine) -> None:
         raise CatalogError(
             f"cannot connect to the catalog at {safe_url(str(engine.url))}: {reason}"
         ) from exc
+
+
+def insert_new(session: Session, model: type[Base], rows: list[dict[str, Any]],
+               keys: list[str]) -> None:
+    """Insert rows whose unique `keys` are not in the table yet (others are left as they are)."""
+    if rows:
+        statement = dialect_insert(session, model).on_conflict_do_nothing(index_elements=keys)
+        session.execute(statement, rows)
+
+
+def dialect_insert(session: Session, model: type[Base]) -> Any:
+    """INSERT for this session's engine, with its ON CONFLICT clauses."""
+    table: Any = model.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)

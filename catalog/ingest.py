@@ -10,11 +10,12 @@ from typing import Any, Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from catalog.db import dialect_insert, insert_new
 from catalog.dedupe import to_signed
 from catalog.errors import ImageRejected
 from catalog.images import ImageFacts, Limits, inspect_image
 from catalog.labels import set_store_label, set_store_labels
-from catalog.models import Base, Image, ImageSource, Product, ProductImage, Store, utcnow
+from catalog.models import Image, ImageSource, Product, ProductImage, Store, utcnow
 from catalog.store import ImageStore, sha256_hex
 
 ImageStatus = Literal["new", "duplicate", "rejected"]
@@ -92,35 +93,26 @@ def ingest_image(
     which `slashcat doctor` removes. `facts` may be precomputed in another process.
     """
     sha = facts.sha256 if isinstance(facts, ImageFacts) else sha256_hex(data)
-    existing = session.scalar(select(Image).where(Image.sha256 == sha))
-    if existing is not None:
-        if existing.rejected_reason:
-            return ImageOutcome("rejected", existing, existing.rejected_reason)
-        return ImageOutcome("duplicate", existing)
-    if facts is None:
-        try:
-            facts = inspect_image(data, limits)
-        except ImageRejected as exc:
-            facts = exc
-    if isinstance(facts, ImageRejected):
-        image = Image(sha256=sha, size_bytes=len(data), rejected_reason=str(facts)[:200])
-        session.add(image)
-        session.flush()
-        return ImageOutcome("rejected", image, str(facts))
-    rel = store.put(data, facts.ext, sha)
-    image = Image(
-        sha256=sha,
-        path=rel,
-        format=facts.format,
-        width=facts.width,
-        height=facts.height,
-        size_bytes=facts.size_bytes,
-        phash=to_signed(facts.phash),
-        dhash=to_signed(facts.dhash),
-    )
-    session.add(image)
-    session.flush()
-    return ImageOutcome("new", image)
+    known = session.scalar(select(Image.id).where(Image.sha256 == sha))
+    if known is None:  # only unknown bytes are decoded
+        if facts is None:
+            try:
+                facts = inspect_image(data, limits)
+            except ImageRejected as exc:
+                facts = exc
+        checked = (RejectedBytes(len(data), str(facts)) if isinstance(facts, ImageRejected)
+                   else facts)
+        if isinstance(checked, ImageFacts):
+            store.put(data, checked.ext, sha)
+        stored = store_images(session, store, {sha: checked})[sha]
+        known, new = stored.id, stored.new
+    else:
+        new = False
+    image = session.get(Image, known)
+    assert image is not None
+    if image.rejected_reason:
+        return ImageOutcome("rejected", image, image.rejected_reason)
+    return ImageOutcome("new" if new else "duplicate", image)
 
 
 def link_image(
@@ -209,25 +201,6 @@ def ingest_batch(
 # storing one image) makes ours a no-op, and the re-read that follows finds its row.
 
 
-def insert_new(session: Session, model: type[Base], rows: list[dict[str, Any]],
-               keys: list[str]) -> None:
-    """Insert rows whose unique `keys` are not in the table yet (others are left as they are)."""
-    if rows:
-        statement = _insert(session, model).on_conflict_do_nothing(index_elements=keys)
-        session.execute(statement, rows)
-
-
-def _insert(session: Session, model: type[Base]) -> Any:
-    table: Any = model.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-
-        return postgresql_insert(table)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table)
-
-
 def upsert_products(
     session: Session, store_id: int, products: Mapping[str, Mapping[str, Any]],
     update_fields: bool = True,
@@ -293,7 +266,7 @@ def store_images(
     session: Session, image_store: ImageStore,
     images: Mapping[str, ImageFacts | RejectedBytes], sync: bool = False,
 ) -> dict[str, StoredImage]:
-    """Rows for many images by sha256 ({sha: facts}); ingest_image's batch form.
+    """Rows for many images by sha256 ({sha: facts}); ingest_image is its one-item form.
 
     The files of good images must be in the store already: written durably, or, with `sync`,
     written and flushed here in one call before their rows.
@@ -350,7 +323,7 @@ def record_sources(session: Session, records: list[SourceRecord]) -> None:
         return
     now = utcnow()
     rows = [{**asdict(record), "fetched_at": now} for record in by_url.values()]
-    statement = _insert(session, ImageSource)
+    statement = dialect_insert(session, ImageSource)
     statement = statement.on_conflict_do_update(
         index_elements=["url"],
         set_={name: statement.excluded[name] for name in rows[0] if name != "url"},

@@ -66,11 +66,15 @@ class Classifier:
         return self.calibration is not None
 
     @classmethod
-    def load(cls, catalog: Catalog, version: str | None = None) -> Classifier:
-        """The model with this version (default: the active one); checks file, size, classes."""
-        load_tensorflow()  # once, quietly (see classifier.backend)
+    def load(cls, catalog: Catalog, version: str | None = None,
+             top_k: int | None = None) -> Classifier:
+        """The model with this version (default: the active one); checks file, size, classes.
+        A `top_k` to be asked later is checked first, before TensorFlow loads for seconds."""
         with catalog.session() as session:
             row = get_model(session, version)
+        if top_k is not None:
+            check_top_k(top_k, len(row.classes))
+        load_tensorflow()  # once, quietly (see classifier.backend)
         return cls.from_row(catalog, row)
 
     @classmethod
@@ -314,7 +318,6 @@ def predict_catalog(
     batch_size: int = 256,
 ) -> PredictReport:
     """Predict the products in scope ('unlabelled' or 'all') with a model (default: active)."""
-    load_tensorflow()  # once, quietly (see classifier.backend)
     if scope not in SCOPES:
         raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}")
     started = time.monotonic()
@@ -327,6 +330,7 @@ def predict_catalog(
     if not work.paths:
         report.load_seconds = time.monotonic() - started
         return report
+    load_tensorflow()  # once, quietly (see classifier.backend)
     clf = Classifier.from_row(catalog, row)
     report.load_seconds = time.monotonic() - started
     started = time.monotonic()

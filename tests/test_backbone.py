@@ -231,6 +231,7 @@ def _photo_catalog(catalog: object, per_class: int = 10) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)  # PostgreSQL: test_postgres
 def test_lite0_trains_on_cached_embeddings_and_saves_a_self_contained_model(
         catalog: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from classifier.train import TrainConfig, train

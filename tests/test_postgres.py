@@ -394,6 +394,50 @@ def test_two_writers_store_the_same_image_at_the_same_moment(
     assert len([p for p in (tmp_path / "images").rglob("*") if p.is_file()]) == 1
 
 
+def test_two_writers_create_the_same_new_category_at_once(pg_catalog_url: str,
+                                                          tmp_path: Path) -> None:
+    """A crawl and an import both bring the new category "Bags > Totes": the second insert
+    waits for the first transaction, then finds its row instead of failing on the unique name."""
+    import time
+
+    from sqlalchemy.orm import Session
+
+    from catalog.categories import ensure_category
+    from catalog.models import Category
+
+    with open_catalog(Settings.load(home=tmp_path, db=pg_catalog_url, env={})) as catalog:
+        first, watcher = Session(catalog.engine), catalog.engine.connect()
+        got: list[Any] = []
+
+        def second() -> None:
+            with Session(catalog.engine) as session:
+                try:
+                    got.append(ensure_category(session, "Bags > Totes").id)
+                    session.commit()
+                except Exception as exc:  # what the user would have seen
+                    got.append(type(exc).__name__)
+
+        thread = threading.Thread(target=second)
+        try:
+            made = ensure_category(first, "Bags > Totes").id  # inserted, not committed yet
+            thread.start()
+            deadline = time.monotonic() + 30
+            while _lock_waits(watcher) != ["transactionid"] and time.monotonic() < deadline:
+                watcher.rollback()
+                time.sleep(0.05)
+            waits = _lock_waits(watcher)
+            first.commit()
+        finally:
+            first.close()
+            watcher.close()
+            thread.join(30)
+        assert waits == ["transactionid"], "the second writer never waited"
+        assert got == [made]
+        with catalog.session() as s:
+            names = sorted(s.scalars(select(Category.name)))
+    assert names == ["Bags", "Bags > Totes"]
+
+
 # --- the connection lost mid-crawl ---------------------------------------------------------------
 
 

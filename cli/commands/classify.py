@@ -232,7 +232,7 @@ def classify(
     from classifier.predict import Classifier
 
     st = state(ctx)
-    clf = Classifier.load(st.catalog(), model)
+    clf = Classifier.load(st.catalog(), model, top_k)
     blobs: list[bytes | None] = []
     for path in images:
         try:

@@ -133,7 +133,7 @@ class DemoShop:
     def start(self) -> DemoShop:
         import uvicorn
 
-        config = uvicorn.Config(self.app, interface="asgi3", http="h11", loop="asyncio",
+        config = uvicorn.Config(self.app, interface="asgi3", http="auto", loop="auto",
                                 lifespan="off", proxy_headers=False,
                                 log_config=None, access_log=False, server_header=False,
                                 timeout_keep_alive=30, timeout_graceful_shutdown=1)
