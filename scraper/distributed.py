@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from catalog.db import Catalog, open_catalog
+from catalog.errors import CatalogError
 from catalog.images import Limits
 from catalog.locks import writing
 from catalog.settings import Settings
@@ -45,10 +46,12 @@ from scraper.errors import BadStartUrl, CrawlFailed
 from scraper.persist import Item, Result, finish_run, save_batch, start_run
 from scraper.report import COUNTERS, KEEP_DETAILS, CrawlReport
 from scraper.run import (
+    CATALOG_LOST,
     CrawlContext,
     CrawlOptions,
     Progress,
     cannot_resume,
+    catalog_lost_error,
     check_start_url,
     scrapy_settings,
 )
@@ -57,6 +60,7 @@ JOBS_KEY = "slashcat:crawl-jobs"
 ALIVE_TTL_MS = 5000  # a worker silent this long is taken for dead
 TICK_S = 0.25
 EXIT_REDIS_LOST = 3
+EXIT_CATALOG_LOST = 4
 
 # Pop the best request and file it under this worker's in-flight hash, atomically: a worker
 # killed between the two steps must not lose the request.
@@ -162,7 +166,11 @@ def _crawl_distributed(catalog: Catalog, url: str, redis_url: str, client: Any, 
         finally:
             report.elapsed_s = time.monotonic() - report.started
             report.status = status
-            finish_run(catalog, run_id, report, status)
+            lost = status == f"stopped: {CATALOG_LOST}"
+            with contextlib.suppress(*((CatalogError,) if lost else ())):
+                finish_run(catalog, run_id, report, status)
+    if lost:
+        raise catalog_lost_error(catalog.settings.db_url)
     if status.startswith("stopped: redis"):
         raise CrawlFailed(f"the crawl stopped: lost Redis at {redact(redis_url)}; what was "
                           f"stored is kept ({report.products:,} products this run); run the "
@@ -213,6 +221,8 @@ def _run_workers(settings: Settings, job: Job, client: Any, report: CrawlReport,
     codes = [p.exitcode for p in procs]
     if not _merge_reports(client, job, report) or EXIT_REDIS_LOST in codes:
         return "stopped: redis lost"
+    if EXIT_CATALOG_LOST in codes:  # the job stays in Redis, in-flight requests included
+        return f"stopped: {CATALOG_LOST}"
     try:
         pending = pending_requests(client, job.prefix)
     except Exception:
@@ -314,6 +324,8 @@ def worker_process(settings: Settings, job: Job) -> None:
         raise SystemExit(130) from None
     except CrawlFailed as exc:
         raise SystemExit(EXIT_REDIS_LOST if "redis" in str(exc).lower() else 1) from None
+    if status == f"stopped: {CATALOG_LOST}":
+        raise SystemExit(EXIT_CATALOG_LOST)
     raise SystemExit(EXIT_REDIS_LOST if status.startswith("stopped: redis") else 0)
 
 

@@ -13,6 +13,7 @@ from scrapy_redis.scheduler import Scheduler
 
 from scraper.distributed import ALIVE_TTL_MS, POP_SCRIPT, TICK_S, RemoteWriter, recover_dead
 from scraper.pipelines import StoreProductPipeline
+from scraper.run import catalog_lost_signal
 
 
 class SharedScheduler(Scheduler):
@@ -88,6 +89,7 @@ class WorkerHeartbeat:
         self.me = s.get("SLASHCAT_WORKER")
         self.loop: Any = None
         self.last_recovery = 0.0
+        self.hold = False  # the catalog was lost: in-flight requests stay for a resume
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> WorkerHeartbeat:
@@ -97,7 +99,11 @@ class WorkerHeartbeat:
         crawler.signals.connect(ext.opened, signal=signals.spider_opened)
         crawler.signals.connect(ext.closed, signal=signals.spider_closed)
         crawler.signals.connect(ext.idle, signal=signals.spider_idle)
+        crawler.signals.connect(ext.catalog_lost, signal=catalog_lost_signal)
         return ext
+
+    def catalog_lost(self) -> None:
+        self.hold = True
 
     @property
     def scheduler(self) -> SharedScheduler:
@@ -114,7 +120,8 @@ class WorkerHeartbeat:
             self.loop.stop()
         with contextlib.suppress(Exception):
             scheduler = self.scheduler
-            scheduler.release_finished(set())
+            if not self.hold:
+                scheduler.release_finished(set())
             scheduler.server.delete(f"{self.prefix}:alive:{self.me}")
 
     def tick(self) -> None:
@@ -127,7 +134,8 @@ class WorkerHeartbeat:
             self._stop_for_redis()
             return
         try:
-            scheduler.release_finished(slot.inprogress)
+            if not self.hold:
+                scheduler.release_finished(slot.inprogress)
             stop = scheduler.server.get(f"{self.prefix}:stop")
             if stop:  # the coordinator saw --max-products reached across the workers
                 self._close(stop.decode())

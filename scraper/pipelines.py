@@ -37,7 +37,7 @@ from scraper.persist import (
     save_batch,
     skip_or_revalidate,
 )
-from scraper.run import CATALOG_LOST
+from scraper.run import CATALOG_LOST, catalog_lost_signal
 from scraper.writer import Batcher, WriterProcess
 
 
@@ -156,6 +156,7 @@ class StoreProductPipeline:
         except Exception as exc:  # a catalog error loses this item only
             ctx.report.error(f"saving {item.product.url}: {str(exc)[:160]}")
             if isinstance(exc, CatalogLost):
+                self.crawler.signals.send_catch_log(signal=catalog_lost_signal)
                 self.stop(CATALOG_LOST)
             raise DropItem(str(exc)) from exc
         if isinstance(result, str):

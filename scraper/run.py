@@ -177,9 +177,7 @@ def _crawl(catalog: Catalog, url: str, store_name: str | None, resume: bool,
                 finish_run(catalog, run_id, report, status)
             set_active_policy(None)
         if lost:
-            raise CatalogLost(f"the crawl stopped: lost the connection to the catalog at "
-                              f"{safe_url(s.db_url)}; what was stored is kept; run the same "
-                              "command with --resume to finish")
+            raise catalog_lost_error(s.db_url)
         if status in ("finished", "max_products"):
             shutil.rmtree(jobdir, ignore_errors=True)
         ctx.notify(force=True)
@@ -188,6 +186,15 @@ def _crawl(catalog: Catalog, url: str, store_name: str | None, resume: bool,
 
 RUNNING_MARK = "slashcat-running"  # present while a crawl runs; left behind by a kill
 CATALOG_LOST = "catalog lost"  # the finish reason of a crawl whose catalog server went away
+# The Scrapy signal the product pipeline sends when it loses the catalog: a Redis worker then
+# keeps its in-flight requests, so a resumed crawl fetches the products that were not stored.
+catalog_lost_signal = object()
+
+
+def catalog_lost_error(db_url: str) -> CatalogLost:
+    return CatalogLost(f"the crawl stopped: lost the connection to the catalog at "
+                       f"{safe_url(db_url)}; what was stored is kept; run the same command "
+                       "with --resume to finish")
 
 
 def resume_notice(jobdir: Path, store_name: str) -> str | None:
