@@ -376,6 +376,9 @@ def add_titles_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None,
                         help="with --titles: at most N (>= 30) images per class, a quick check "
                              "under <--work>-limitN")
+    parser.add_argument("--rates-only", action="store_true",
+                        help="with --titles: only predict's rate from cached embeddings, of the "
+                             "models an earlier --titles run trained under --work")
 
 
 def subset_data(src: Path, out: Path, per_class: int) -> Path:
@@ -460,6 +463,22 @@ def titled_homes(args: argparse.Namespace, build_catalog) -> tuple[Path, Path, P
         words = {c: {**ARABIC_COMMON, **ARABIC_PRODUCT.get(c, {})} for c in classes}
         print(f"arabic: {set_titles(arabic, data, words)} products titled", flush=True)
     return data, titled, arabic
+
+
+def trained_models(cat) -> dict[str, tuple[str, int]]:  # type: ignore[no-untyped-def]
+    """The newest full-data image-only and image+title models of an earlier run's catalog."""
+    from catalog.models import Model
+
+    found: dict[str, tuple[str, int]] = {}
+    with cat.session() as session:
+        for row in session.query(Model).order_by(Model.id):
+            metrics = row.metrics or {}
+            inputs = "+".join((metrics.get("inputs") or {}).get("inputs") or ["image"])
+            if metrics.get("config", {}).get("max_per_class") is None:
+                found["image-only" if inputs == "image" else inputs] = (row.version, row.id)
+    if not {"image-only", "image+title"} <= set(found):
+        raise SystemExit("--rates-only: train both models first (bench/classify.py --titles)")
+    return {name: found[name] for name in ("image-only", "image+title")}
 
 
 def train_model(cat, args: argparse.Namespace, inputs: str, per_class: int | None = None):  # type: ignore[no-untyped-def]
@@ -552,7 +571,7 @@ def arabic_check(home: Path, args: argparse.Namespace) -> list[str]:
 
 
 def predict_rates(cat, versions: dict[str, tuple[str, int]], repeats: int,  # type: ignore[no-untyped-def]
-                  e2e_once) -> list[str]:
+                  e2e_once, new_images: bool = True) -> list[str]:
     """predict_catalog per model (classify.py's e2e_once: images/s and CPU ms per image),
     with the embedding cache and without (new images), the models interleaved so the
     machine's load falls on both alike; medians of `repeats`. "new images" is the like-for-
@@ -563,7 +582,7 @@ def predict_rates(cat, versions: dict[str, tuple[str, int]], repeats: int,  # ty
     lines = []
     for version, model_id in versions.values():  # warm-up: the process's first graphs
         e2e_once(cat, version, model_id)
-    for cold in (False, True):
+    for cold in (False, True) if new_images else (False,):
         if cold:
             cache.rename(aside)
         runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in versions}
@@ -594,6 +613,11 @@ def run_titles(args: argparse.Namespace, build_catalog, e2e_once) -> None:  # ty
     t0 = time.perf_counter()
     _data, titled, arabic = titled_homes(args, build_catalog)
     cat = open_catalog(Settings.load(home=titled, env={}))
+    if args.rates_only:
+        for line in predict_rates(cat, trained_models(cat), args.repeats, e2e_once, False):
+            print(line)
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+        return
     image = train_model(cat, args, "image")
     fused = train_model(cat, args, "image+title")
     rows = [("image-only model", image_only_score(cat, image.version))]
