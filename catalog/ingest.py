@@ -74,9 +74,9 @@ def upsert_product(
     """Insert or update a product by (store, url); `last_seen` always moves forward.
     upsert_products' one-item form."""
     ((product_id, status),) = upsert_products(session, store_id, {url: fields}).values()
-    product = session.get(Product, product_id)
+    # populate_existing: the batch form writes with Core statements, past the ORM's copy
+    product = session.get(Product, product_id, populate_existing=True)
     assert product is not None
-    session.refresh(product)  # the batch form writes with Core statements, past the ORM's copy
     return product, status
 
 
